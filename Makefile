@@ -1,0 +1,34 @@
+# Every target installs what it needs on first use: a virtual environment in .venv with the
+# project and its test tools, and (for certify) Allure's report generator in .tools/.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+
+.PHONY: test certify lint types bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+certify: $(STAMP)
+	scripts/certify
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check reference conformance schemas tests bench
+	$(VENV)/bin/ruff format --check reference conformance schemas tests bench
+
+types: $(STAMP)
+	$(VENV)/bin/mypy
+
+bench: $(STAMP)
+	$(PY) -m bench
+
+clean:
+	rm -rf $(VENV) reports .tools

@@ -1,0 +1,1 @@
+"""Benchmarks of the AOI reference implementation (``make bench``)."""

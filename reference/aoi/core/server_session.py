@@ -1,0 +1,94 @@
+"""The AOI Server's side of an AOI-2 session: every rule of the role is in this table."""
+
+from __future__ import annotations
+
+from .codec import Codec
+from .errors import CloseCode
+from .messages import Ack, Error, Message, Notify, Ping, Pong, Reject, RejectReason, Welcome
+from .session import Closed, Event, Session, Side, State, Transitions
+
+_A, _E = State.AWAIT_HELLO, State.ESTABLISHED
+PEER, SELF = Side.PEER, Side.SELF
+
+TRANSITIONS: Transitions = {
+    (_A, PEER, "hello"): State.AUTHENTICATING,
+    (State.AUTHENTICATING, SELF, "welcome"): _E,
+    (State.AUTHENTICATING, SELF, "reject"): State.CLOSED,
+    **{(_E, PEER, kind): _E for kind in ("register", "unregister", "ack", "nack", "ping", "pong")},
+    (_E, PEER, "error"): _E,  # a fatal one closes, see ServerSession._received
+    (_E, PEER, "bye"): State.CLOSED,
+    **{
+        (_E, SELF, kind): _E
+        for kind in ("registered", "unregistered", "notify", "ping", "pong", "error")
+    },
+    (_E, SELF, "redirect"): State.CLOSED,
+    (_E, SELF, "bye"): State.CLOSED,
+}
+
+REJECT_CLOSE_CODES = {
+    RejectReason.INVALID_CREDENTIALS: CloseCode.AUTH_FAILED,
+    RejectReason.FORBIDDEN: CloseCode.AUTH_FAILED,
+    RejectReason.RATE_LIMITED: CloseCode.RATE_LIMITED,
+    RejectReason.OVERLOADED: CloseCode.OVERLOADED,
+    RejectReason.UNSUPPORTED_VERSION: CloseCode.UNSUPPORTED_VERSION,
+}
+
+
+class ServerSession(Session):
+    """One client connection, from its first frame to its close.
+
+    Authentication, registration and delivery decisions belong to the owner: the session
+    hands it ``Hello``, ``Register``... as events and checks that what the owner sends back
+    is allowed. It answers ``ping`` itself, tracks notifications in flight until acked, and
+    closes a connection without ``hello`` in time or silent for two keepalive intervals.
+    """
+
+    transitions = TRANSITIONS
+    initial = State.AWAIT_HELLO
+
+    def __init__(self, codec: Codec, now: float, *, handshake_timeout_s: float = 10.0) -> None:
+        super().__init__(codec, now)
+        self.handshake_timeout_s = handshake_timeout_s
+        self.keepalive_s: float | None = None
+        self.in_flight: dict[str, Notify] = {}
+
+    def deadline(self) -> float | None:
+        if self.state in (State.AWAIT_HELLO, State.AUTHENTICATING):
+            return self.started + self.handshake_timeout_s
+        if self.state is State.ESTABLISHED and self.keepalive_s is not None:
+            return self.last_rx + 2 * self.keepalive_s
+        return None
+
+    def tick(self, now: float) -> list[Event]:
+        deadline = self.deadline()
+        if deadline is None or now < deadline:
+            return []
+        if self.state is State.ESTABLISHED:
+            return [self._close(CloseCode.TIMEOUT, "no frame for twice the keepalive interval")]
+        return [self._close(CloseCode.TIMEOUT, "no hello within the handshake timeout")]
+
+    def _received(self, message: Message, now: float) -> list[Event]:
+        if isinstance(message, Ping):
+            self.send(Pong(ts=message.ts), now)
+        elif isinstance(message, Ack):
+            for notification_id in message.ids:
+                self.in_flight.pop(notification_id, None)
+        elif isinstance(message, Error) and message.fatal:
+            return [self._close(CloseCode.PROTOCOL_ERROR, f"peer error {message.code}")]
+        return []
+
+    def _sent(self, message: Message, now: float) -> None:
+        if isinstance(message, Welcome):
+            self.keepalive_s = message.keepalive_s
+        elif isinstance(message, Notify):
+            self.in_flight[message.id] = message
+
+    def _own_close_code(self, message: Message) -> CloseCode:
+        if isinstance(message, Reject):
+            return REJECT_CLOSE_CODES[RejectReason(message.reason)]
+        if message.type == "redirect":
+            return CloseCode.OVERLOADED
+        return CloseCode.GOING_AWAY
+
+
+__all__ = ["TRANSITIONS", "Closed", "ServerSession"]

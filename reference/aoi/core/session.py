@@ -1,0 +1,159 @@
+"""What the AOI-2 server and client sessions share: frames in, events out, one table each.
+
+A session is driven by its owner: ``receive(frame, now)`` and ``tick(now)`` return events
+(received messages, and :class:`Closed` once the session ended), ``send(message, now)``
+queues a frame, ``outgoing()`` hands the queued frames over. Each role defines its rules in a
+transition table mapping (state, who, message type) to the next state; a message that has no
+entry is a protocol error, on whichever side it happens.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import Enum
+from typing import ClassVar
+
+from .codec import Codec
+from .errors import CloseCode, ErrorCode, LocalProtocolError, RemoteProtocolError
+from .messages import Error, Message
+
+
+class State(Enum):
+    AWAIT_HELLO = "await_hello"  # server: connection open, no hello yet
+    AUTHENTICATING = "authenticating"  # server: hello received, answer not yet sent
+    CONNECTING = "connecting"  # client: connection open, hello not yet sent
+    AWAIT_WELCOME = "await_welcome"  # client: hello sent
+    ESTABLISHED = "established"
+    CLOSED = "closed"
+
+
+class Side(Enum):
+    PEER = "peer"
+    SELF = "self"
+
+
+Transitions = Mapping[tuple[State, Side, str], State]
+
+
+@dataclass(frozen=True, slots=True)
+class Closed:
+    """The session ended; the owner closes the connection with ``code``."""
+
+    code: CloseCode
+    reason: str
+
+
+Event = Message | Closed
+
+
+class Session:
+    transitions: ClassVar[Transitions]
+    initial: ClassVar[State]
+
+    def __init__(self, codec: Codec, now: float) -> None:
+        self.codec = codec
+        self.state = self.initial
+        self.started = now
+        self.last_rx = now
+        self.last_tx = now
+        self.closed: Closed | None = None
+        self._outbox: list[str] = []
+
+    # --- the owner's API -----------------------------------------------------------------
+
+    def receive(self, frame: bytes | str, now: float) -> list[Event]:
+        """One frame from the peer."""
+        if self.state is State.CLOSED:
+            return []
+        self.last_rx = now
+        try:
+            message = self.codec.decode(frame)
+        except RemoteProtocolError as err:
+            return self._reply_error(err)
+        return self.receive_message(message, now)
+
+    def receive_message(self, message: Message, now: float) -> list[Event]:
+        """A decoded message from the peer (for owners that decode themselves)."""
+        if self.state is State.CLOSED:
+            return []
+        self.last_rx = now
+        after = self.transitions.get((self.state, Side.PEER, message.type))
+        if after is None:
+            req = getattr(message, "req", None)
+            return self._reply_error(
+                RemoteProtocolError(
+                    ErrorCode.UNEXPECTED_MESSAGE,
+                    f"{message.type!r} is not allowed in state {self.state.value}",
+                    req=req if isinstance(req, int) else None,
+                )
+            )
+        self.state = after
+        events: list[Event] = [message, *self._received(message, now)]
+        if self.state is State.CLOSED and self.closed is None:
+            events.append(self._close(self._peer_close_code(message), message.type))
+        return events
+
+    def send(self, message: Message, now: float) -> None:
+        """Queue ``message``; :class:`LocalProtocolError` if the protocol forbids it now."""
+        after = self.transitions.get((self.state, Side.SELF, message.type))
+        if after is None:
+            raise LocalProtocolError(
+                ErrorCode.UNEXPECTED_MESSAGE,
+                f"cannot send {message.type!r} in state {self.state.value}",
+            )
+        self._outbox.append(self.codec.encode(message))
+        self.last_tx = now
+        self.state = after
+        self._sent(message, now)
+        if after is State.CLOSED and self.closed is None:
+            self.closed = Closed(self._own_close_code(message), message.type)
+
+    def outgoing(self) -> list[str]:
+        """The frames queued since the last call, in order."""
+        frames, self._outbox = self._outbox, []
+        return frames
+
+    def deadline(self) -> float | None:
+        """When :meth:`tick` has something to do, or ``None``."""
+        raise NotImplementedError
+
+    def tick(self, now: float) -> list[Event]:
+        """Let time pass: timeouts and keepalives."""
+        raise NotImplementedError
+
+    def connection_lost(self, reason: str = "connection lost") -> Closed:
+        """The transport is gone: the session is over."""
+        if self.closed is None:
+            self.state = State.CLOSED
+            self.closed = Closed(CloseCode.GOING_AWAY, reason)
+        return self.closed
+
+    # --- what a role adds ----------------------------------------------------------------
+
+    def _received(self, message: Message, now: float) -> list[Event]:
+        return []
+
+    def _sent(self, message: Message, now: float) -> None:
+        return None
+
+    def _peer_close_code(self, message: Message) -> CloseCode:
+        return CloseCode.NORMAL
+
+    def _own_close_code(self, message: Message) -> CloseCode:
+        return CloseCode.NORMAL
+
+    # --- shared machinery ----------------------------------------------------------------
+
+    def _reply_error(self, err: RemoteProtocolError) -> list[Event]:
+        fatal = err.fatal or self.state is not State.ESTABLISHED
+        error = Error(code=err.code.value, detail=err.detail[:1024], fatal=fatal, req=err.req)
+        self._outbox.append(self.codec.encode(error))
+        if not fatal:
+            return []
+        return [self._close(err.close_code, err.detail)]
+
+    def _close(self, code: CloseCode, reason: str) -> Closed:
+        self.state = State.CLOSED
+        self.closed = Closed(code, reason[:120])
+        return self.closed
