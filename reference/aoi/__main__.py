@@ -1,0 +1,5 @@
+import sys
+
+from aoi.cli import main
+
+sys.exit(main())

@@ -1,0 +1,247 @@
+"""One listener for HTTP/1.1 (h11) and WebSocket upgrades (wsproto), on trio.
+
+The owner gives a handler for plain requests and a handler per WebSocket path; everything
+about bytes, keep-alive, limits and handshakes stays here.
+"""
+
+from __future__ import annotations
+
+import json
+import ssl
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import h11
+import trio
+from wsproto import ConnectionType
+from wsproto.events import AcceptConnection
+from wsproto.events import Request as WsRequest
+from wsproto.handshake import H11Handshake
+
+from .websocket import RECEIVE_SIZE, ConnectionClosed, WebSocket
+
+MAX_HEAD = 16384
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    method: str
+    path: str
+    query: str
+    headers: Mapping[str, str]  # lower-case names
+    body: bytes
+    remote: str
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    status: int
+    body: bytes = b""
+    content_type: str = "application/json"
+    headers: tuple[tuple[str, str], ...] = field(default=())
+
+    @classmethod
+    def json(
+        cls, status: int, document: Any, headers: tuple[tuple[str, str], ...] = ()
+    ) -> Response:
+        body = json.dumps(document, separators=(",", ":")).encode()
+        return cls(status, body, "application/json", headers)
+
+    @classmethod
+    def error(
+        cls,
+        status: int,
+        code: str,
+        detail: str,
+        headers: tuple[tuple[str, str], ...] = (),
+        **extra: Any,
+    ) -> Response:
+        return cls.json(status, {"error": code, "detail": detail, **extra}, headers)
+
+
+HttpHandler = Callable[[Request], Awaitable[Response]]
+WebSocketHandler = Callable[[WebSocket, Request], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class WebSocketRoute:
+    subprotocol: str
+    handler: WebSocketHandler
+    max_message: int = 65536
+
+
+class HttpServer:
+    """Serves ``http`` for plain requests and ``websockets[path]`` for upgrades."""
+
+    def __init__(
+        self,
+        http: HttpHandler,
+        websockets: Mapping[str, WebSocketRoute],
+        *,
+        max_body: int = 65536,
+        idle_timeout_s: float = 60.0,
+    ) -> None:
+        self.http = http
+        self.websockets = websockets
+        self.max_body = max_body
+        self.idle_timeout_s = idle_timeout_s
+        self.connections = 0
+
+    async def serve(
+        self,
+        host: str,
+        port: int,
+        *,
+        ssl_context: ssl.SSLContext | None = None,
+        task_status: trio.TaskStatus[list[trio.SocketListener]] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        listeners = await trio.open_tcp_listeners(port, host=host, backlog=4096)
+        tcp = listeners
+        served: list[trio.abc.Listener[Any]] = list(listeners)
+        if ssl_context is not None:
+            served = [
+                trio.SSLListener(listener, ssl_context, https_compatible=True)
+                for listener in listeners
+            ]
+        task_status.started(tcp)
+        await trio.serve_listeners(self._connection, served)
+
+    async def _connection(self, stream: trio.abc.Stream) -> None:
+        self.connections += 1
+        remote = _remote(stream)
+        try:
+            await self._serve_connection(stream, remote)
+        except (
+            trio.BrokenResourceError,
+            trio.ClosedResourceError,
+            ssl.SSLError,
+            OSError,
+            h11.ProtocolError,
+            ConnectionClosed,
+        ):
+            pass  # the peer went away or spoke nonsense: nothing more to do for it
+        finally:
+            self.connections -= 1
+            with trio.move_on_after(1):
+                await stream.aclose()
+
+    async def _serve_connection(self, stream: trio.abc.Stream, remote: str) -> None:
+        conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD)
+        while True:
+            head = await self._next(stream, conn)
+            if not isinstance(head, h11.Request):
+                return
+            headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in head.headers}
+            target = head.target.decode("latin-1")
+            path, _, query = target.partition("?")
+            route = self.websockets.get(path)
+            if route is not None and headers.get("upgrade", "").lower() == "websocket":
+                await self._upgrade(
+                    stream, conn, head, route, Request("GET", path, query, headers, b"", remote)
+                )
+                return
+            body, too_large = await self._body(stream, conn)
+            if too_large:
+                response = Response.error(
+                    413, "payload_too_large", f"body over {self.max_body} bytes"
+                )
+                await self._respond(stream, conn, response, close=True)
+                return
+            request = Request(head.method.decode(), path, query, headers, body, remote)
+            try:
+                response = await self.http(request)
+            except Exception:  # a handler bug must not take the listener down
+                response = Response.error(500, "internal_error", "the server failed")
+            await self._respond(stream, conn, response)
+            if conn.our_state is h11.MUST_CLOSE or conn.their_state is h11.MUST_CLOSE:
+                return
+            try:
+                conn.start_next_cycle()
+            except h11.LocalProtocolError:
+                return
+
+    async def _next(self, stream: trio.abc.Stream, conn: h11.Connection) -> Any:
+        while True:
+            event = conn.next_event()
+            if event is not h11.NEED_DATA:
+                return event
+            data = b""
+            with trio.move_on_after(self.idle_timeout_s):
+                data = await stream.receive_some(RECEIVE_SIZE)
+            conn.receive_data(data)
+            if not data:
+                return h11.ConnectionClosed()
+
+    async def _body(self, stream: trio.abc.Stream, conn: h11.Connection) -> tuple[bytes, bool]:
+        parts: list[bytes] = []
+        size = 0
+        while True:
+            event = await self._next(stream, conn)
+            if isinstance(event, h11.Data):
+                size += len(event.data)
+                if size <= self.max_body:
+                    parts.append(event.data)
+            elif isinstance(event, h11.EndOfMessage):
+                return b"".join(parts), size > self.max_body
+            else:
+                raise h11.RemoteProtocolError("request body ended early")
+            if size > 4 * self.max_body:
+                return b"", True
+
+    async def _respond(
+        self, stream: trio.abc.Stream, conn: h11.Connection, response: Response, close: bool = False
+    ) -> None:
+        headers = [
+            ("content-type", response.content_type),
+            ("content-length", str(len(response.body))),
+            *response.headers,
+        ]
+        if close:
+            headers.append(("connection", "close"))
+        data = conn.send(h11.Response(status_code=response.status, headers=headers))
+        data += conn.send(h11.Data(data=response.body)) if response.body else b""
+        data += conn.send(h11.EndOfMessage())
+        await stream.send_all(data)
+
+    async def _upgrade(
+        self,
+        stream: trio.abc.Stream,
+        conn: h11.Connection,
+        head: h11.Request,
+        route: WebSocketRoute,
+        request: Request,
+    ) -> None:
+        handshake = H11Handshake(ConnectionType.SERVER)
+        handshake.initiate_upgrade_connection(head.headers, head.target)
+        ws_request = next((e for e in handshake.events() if isinstance(e, WsRequest)), None)
+        if ws_request is None:
+            return
+        if route.subprotocol not in ws_request.subprotocols:
+            detail = f"offer the WebSocket subprotocol {route.subprotocol}"
+            response = Response.error(400, "unsupported_subprotocol", detail)
+            await self._respond(stream, conn, response, close=True)
+            return
+        await stream.send_all(handshake.send(AcceptConnection(subprotocol=route.subprotocol)))
+        connection = handshake.connection
+        if connection is None:
+            return
+        leftover, _closed = conn.trailing_data
+        if leftover:
+            connection.receive_data(bytes(leftover))
+        ws = WebSocket(
+            stream, connection, subprotocol=route.subprotocol, remote=request.remote,
+            max_message=route.max_message,
+        )  # fmt: skip
+        await route.handler(ws, request)
+
+
+def _remote(stream: trio.abc.Stream) -> str:
+    inner: Any = stream
+    while isinstance(inner, trio.SSLStream):
+        inner = inner.transport_stream
+    try:
+        host, *_ = inner.socket.getpeername()
+    except (AttributeError, OSError):
+        return "unknown"
+    return str(host)
