@@ -74,9 +74,9 @@ class ClientSession(Session):
         if deadline is None or now < deadline:
             return []
         if self.state is not _E or self.keepalive_s is None:
-            return [self._close(CloseCode.TIMEOUT, "no answer to hello in time")]
+            return [self.close(CloseCode.TIMEOUT, "no answer to hello in time")]
         if now >= self.last_rx + 2 * self.keepalive_s:
-            return [self._close(CloseCode.TIMEOUT, "server silent for twice the keepalive")]
+            return [self.close(CloseCode.TIMEOUT, "server silent for twice the keepalive")]
         self.send(Ping(ts=now), now)
         return []
 
@@ -91,7 +91,7 @@ class ClientSession(Session):
             if message.req is not None:
                 self.pending.pop(message.req, None)
             if message.fatal and self.state is not State.CLOSED:
-                return [self._close(CloseCode.PROTOCOL_ERROR, f"server error {message.code}")]
+                return [self.close(CloseCode.PROTOCOL_ERROR, f"server error {message.code}")]
         return []
 
     def _sent(self, message: Message, now: float) -> None:

@@ -64,8 +64,8 @@ class ServerSession(Session):
         if deadline is None or now < deadline:
             return []
         if self.state is State.ESTABLISHED:
-            return [self._close(CloseCode.TIMEOUT, "no frame for twice the keepalive interval")]
-        return [self._close(CloseCode.TIMEOUT, "no hello within the handshake timeout")]
+            return [self.close(CloseCode.TIMEOUT, "no frame for twice the keepalive interval")]
+        return [self.close(CloseCode.TIMEOUT, "no hello within the handshake timeout")]
 
     def _received(self, message: Message, now: float) -> list[Event]:
         if isinstance(message, Ping):
@@ -74,7 +74,7 @@ class ServerSession(Session):
             for notification_id in message.ids:
                 self.in_flight.pop(notification_id, None)
         elif isinstance(message, Error) and message.fatal:
-            return [self._close(CloseCode.PROTOCOL_ERROR, f"peer error {message.code}")]
+            return [self.close(CloseCode.PROTOCOL_ERROR, f"peer error {message.code}")]
         return []
 
     def _sent(self, message: Message, now: float) -> None:

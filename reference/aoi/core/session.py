@@ -91,7 +91,7 @@ class Session:
         self.state = after
         events: list[Event] = [message, *self._received(message, now)]
         if self.state is State.CLOSED and self.closed is None:
-            events.append(self._close(self._peer_close_code(message), message.type))
+            events.append(self.close(self._peer_close_code(message), message.type))
         return events
 
     def send(self, message: Message, now: float) -> None:
@@ -151,9 +151,10 @@ class Session:
         self._outbox.append(self.codec.encode(error))
         if not fatal:
             return []
-        return [self._close(err.close_code, err.detail)]
+        return [self.close(err.close_code, err.detail)]
 
-    def _close(self, code: CloseCode, reason: str) -> Closed:
+    def close(self, code: CloseCode, reason: str) -> Closed:
+        """End the session without a message (e.g. it was taken over by a new connection)."""
         self.state = State.CLOSED
         self.closed = Closed(code, reason[:120])
         return self.closed

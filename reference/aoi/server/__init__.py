@@ -1,0 +1,2 @@
+"""The reference AOI Server: configuration, authentication, and the trio shell around the
+protocol core."""
