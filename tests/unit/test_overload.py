@@ -134,6 +134,8 @@ def test_shedding_starts_above_high_water_at_a_bounded_rate() -> None:
     assert c.to_shed(0.4, load(sessions=200)) == 2
     assert c.to_shed(10.0, load(sessions=112)) == 2  # only those above the watermark
     assert control(shed=False).to_shed(0.0, load(sessions=10_000)) == 0
+    assert c.to_shed(20.0, load(sessions=50, draining=True)) == 5  # maintenance: everybody
+    assert c.to_shed(30.0, load(sessions=50, loop_lag_ms=5000.0)) == 5  # lag, not sessions
 
 
 def test_defaults_are_the_documented_ones() -> None:
@@ -223,9 +225,9 @@ def test_shedding_never_exceeds_its_rate_nor_the_excess(
     for gap, current in history:
         now += gap
         n = c.to_shed(now, current)
-        high_water = settings.shed_high_water * settings.max_sessions
-        if not settings.shed or current.sessions <= high_water:
+        pressure = c.pressure(current)
+        if not settings.shed or (pressure <= settings.shed_high_water and not current.draining):
             assert n == 0
-        assert 0 <= n <= max(0, current.sessions - int(high_water))
+        assert 0 <= n <= current.sessions
         shed += n
         assert shed <= burst + settings.shed_rate_per_s * (now - start) + 1e-6

@@ -135,12 +135,19 @@ class OverloadControl:
         )
 
     def to_shed(self, now: float, load: Load) -> int:
-        """How many established sessions to ``redirect`` now: those above the high
-        watermark, at most ``shed_rate_per_s`` on average, and none unless ``shed`` is on."""
-        high_water = self.settings.shed_high_water * self.settings.max_sessions
-        if not self.settings.shed or load.sessions <= high_water:
+        """How many established sessions to ``redirect`` now, none unless ``shed`` is on: in
+        drain mode all of them (maintenance), else those that bring :meth:`pressure` back to
+        ``shed_high_water``; at most ``shed_rate_per_s`` on average either way."""
+        if not self.settings.shed:
             return 0
-        excess = load.sessions - math.floor(high_water)
+        if load.draining:
+            excess = load.sessions
+        else:
+            pressure, high_water = self.pressure(load), self.settings.shed_high_water
+            if pressure <= high_water:
+                return 0
+            # Rounding guards against 109.99999 sessions of headroom shedding one too many.
+            excess = load.sessions - math.floor(round(load.sessions * high_water / pressure, 6))
         return self.shed_bucket.take_up_to(now, excess)
 
     def retry_after(self, load: Load) -> float:

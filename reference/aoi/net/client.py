@@ -51,7 +51,7 @@ async def connect(
             data = await stream.receive_some(RECEIVE_SIZE)
             if not data:
                 raise HandshakeError("connection closed during the handshake", status)
-            ws.receive_data(data)
+            ws.receive_data(bytes(data))
             for event in ws.events():
                 if isinstance(event, AcceptConnection):
                     return WebSocket(

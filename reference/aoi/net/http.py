@@ -168,7 +168,7 @@ class HttpServer:
                 return event
             data = b""
             with trio.move_on_after(self.idle_timeout_s):
-                data = await stream.receive_some(RECEIVE_SIZE)
+                data = bytes(await stream.receive_some(RECEIVE_SIZE))
             conn.receive_data(data)
             if not data:
                 return h11.ConnectionClosed()
@@ -213,7 +213,7 @@ class HttpServer:
         request: Request,
     ) -> None:
         handshake = H11Handshake(ConnectionType.SERVER)
-        handshake.initiate_upgrade_connection(head.headers, head.target)
+        handshake.initiate_upgrade_connection(list(head.headers), head.target)
         ws_request = next((e for e in handshake.events() if isinstance(e, WsRequest)), None)
         if ws_request is None:
             return

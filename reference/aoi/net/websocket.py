@@ -74,7 +74,7 @@ class WebSocket:
                 self.closed = ConnectionClosed(1006, "connection lost")
                 await self._abort()
                 raise self.closed
-            self._ws.receive_data(data)
+            self._ws.receive_data(bytes(data))
             self._events.extend(self._ws.events())
 
     async def send(self, text: str) -> None:

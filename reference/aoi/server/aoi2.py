@@ -1,0 +1,226 @@
+"""The AOI-2 endpoint: one reader and one writer task per connection around a ServerSession."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass
+
+import trio
+
+from aoi.core.codec import MAX_PAYLOAD, Codec
+from aoi.core.errors import CloseCode, ErrorCode
+from aoi.core.messages import (
+    PROTOCOL_VERSION,
+    Ack,
+    Error,
+    Hello,
+    Limits,
+    Nack,
+    Register,
+    Registered,
+    Reject,
+    RejectReason,
+    Unregister,
+    Unregistered,
+    Welcome,
+)
+from aoi.core.server_session import ServerSession
+from aoi.core.session import Closed, Event, State
+from aoi.net.http import Request
+from aoi.net.websocket import ConnectionClosed, WebSocket
+
+from .credentials import ClientCredentials, FailedHelloLimiter
+from .hub import Hub, Link, StatusChange
+from .load import LoadMonitor
+from .metrics import Metrics
+
+log = logging.getLogger("aoi.server")
+
+
+@dataclass(frozen=True, slots=True)
+class SessionSettings:
+    server_id: str
+    keepalive_s: int
+    handshake_timeout_s: float
+    max_apps: int
+
+
+class Aoi2Endpoint:
+    def __init__(
+        self,
+        hub: Hub,
+        settings: SessionSettings,
+        credentials: ClientCredentials,
+        limiter: FailedHelloLimiter,
+        load: LoadMonitor,
+        metrics: Metrics,
+        status_sink: trio.MemorySendChannel[StatusChange],
+    ) -> None:
+        self.hub = hub
+        self.settings = settings
+        self.credentials = credentials
+        self.limiter = limiter
+        self.load = load
+        self.metrics = metrics
+        self.status_sink = status_sink
+        self.codec = Codec.from_contract("aoi2", validate_outgoing=False)
+
+    async def __call__(self, ws: WebSocket, request: Request) -> None:
+        now = trio.current_time()
+        session = ServerSession(
+            self.codec, now, handshake_timeout_s=self.settings.handshake_timeout_s
+        )
+        link = Link(session, client_id="")
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._writer, ws, link)
+                await self._reader(ws, link)
+                if session.closed is None or session.closed.code == 1006:
+                    nursery.cancel_scope.cancel()  # the peer is gone: nothing left to write
+        finally:
+            self.hub.detach(link)
+            if session.state is not State.CLOSED:
+                session.connection_lost()
+
+    async def _reader(self, ws: WebSocket, link: Link) -> None:
+        session = link.session
+        while session.closed is None:
+            deadline = session.deadline()
+            events: list[Event] = []
+            with trio.move_on_at(math.inf if deadline is None else deadline) as scope:
+                try:
+                    frame = await ws.receive()
+                except ConnectionClosed as closed:
+                    session.connection_lost(f"peer closed {closed.code}")
+                    return
+                events = session.receive(frame, trio.current_time())
+            if scope.cancelled_caught:
+                events = session.tick(trio.current_time())
+            for event in events:
+                await self._on_event(link, ws, event)
+            link.flush()
+
+    async def _writer(self, ws: WebSocket, link: Link) -> None:
+        session = link.session
+        while True:
+            await link.wake.wait()
+            link.wake = trio.Event()
+            if session.state is State.ESTABLISHED:
+                wall = time.time()
+                expired = self.hub.pump(link, trio.current_time(), wall)
+                if expired:
+                    self.status_sink.send_nowait(StatusChange("expired", expired, wall))
+            for frame in session.outgoing():
+                await ws.send(frame)
+            if session.closed is not None:
+                await ws.close(session.closed.code, session.closed.reason)
+                return
+
+    async def _on_event(self, link: Link, ws: WebSocket, event: Event) -> None:
+        session = link.session
+        now = trio.current_time()
+        if isinstance(event, Hello):
+            await self._authenticate(link, ws.remote, event, now)
+        elif isinstance(event, Register):
+            token = await self.hub.register(link.client_id, event.app_id, time.time())
+            if token is None:
+                session.send(
+                    Error(
+                        code=ErrorCode.TOO_MANY_APPS, req=event.req, fatal=False,
+                        detail=f"at most {self.settings.max_apps} apps per client",
+                    ),
+                    now,
+                )  # fmt: skip
+            else:
+                session.send(
+                    Registered(
+                        req=event.req, app_id=event.app_id, token=token,
+                        endpoint=self.hub.endpoint(token),
+                    ),
+                    now,
+                )  # fmt: skip
+                link.unpark(event.app_id, self.hub)
+        elif isinstance(event, Unregister):
+            if await self.hub.unregister(link.client_id, event.token, time.time()):
+                session.send(Unregistered(req=event.req, token=event.token), now)
+            else:
+                session.send(
+                    Error(
+                        code=ErrorCode.UNKNOWN_TOKEN, req=event.req, fatal=False,
+                        detail="this session has no such token",
+                    ),
+                    now,
+                )  # fmt: skip
+        elif isinstance(event, Ack):
+            done = self.hub.acked(link.client_id, event.ids)
+            if done:
+                self.status_sink.send_nowait(
+                    StatusChange("delivered", [n.id for n in done], time.time())
+                )
+                self.metrics.delivered(done)
+        elif isinstance(event, Nack):
+            link.park(event.id)
+        elif isinstance(event, Closed):
+            log.debug("session closed", extra={"client": link.client_id, "code": int(event.code)})
+
+    async def _authenticate(self, link: Link, remote: str, hello: Hello, now: float) -> None:
+        refusal = self._refusal(hello, remote, now)
+        if refusal is not None:
+            self.metrics.rejected(refusal.reason)
+            link.session.send(refusal, now)
+            return
+        link.client_id = hello.client_id
+        session_id, resumed, previous = await self.hub.attach(link, hello.session)
+        if previous is not None:
+            previous.session.close(CloseCode.SESSION_TAKEN_OVER, "session resumed elsewhere")
+            previous.flush()
+        link.session.send(
+            Welcome(
+                server_id=self.settings.server_id,
+                session=session_id,
+                keepalive_s=self.settings.keepalive_s,
+                limits=Limits(max_payload=MAX_PAYLOAD, max_apps=self.settings.max_apps),
+                resumed=resumed,
+            ),
+            trio.current_time(),
+        )
+        self.metrics.accepted()
+
+    def _refusal(self, hello: Hello, remote: str, now: float) -> Reject | None:
+        """Who may not in, and why: version, failed-attempt limit, credentials, then load."""
+        if hello.version != PROTOCOL_VERSION:
+            return Reject(
+                reason=RejectReason.UNSUPPORTED_VERSION,
+                detail=f"this server speaks version {PROTOCOL_VERSION}",
+            )
+        wait = self.limiter.blocked(hello.client_id, remote, now)
+        if wait is not None:
+            return Reject(
+                reason=RejectReason.RATE_LIMITED,
+                retry_after_s=round(wait, 3),
+                detail="too many failed hello attempts",
+            )
+        if not self.credentials.check(hello.client_id, hello.credential):
+            self.limiter.failed(hello.client_id, remote, now)
+            return Reject(
+                reason=RejectReason.INVALID_CREDENTIALS, detail="unknown client or wrong credential"
+            )
+        provider = self.credentials.provider_of(hello.client_id)
+        if hello.provider is not None and provider is not None and hello.provider != provider:
+            return Reject(
+                reason=RejectReason.FORBIDDEN, detail=f"client not provisioned by {hello.provider}"
+            )
+        self.limiter.succeeded(hello.client_id, remote)
+        if self.hub.owns_link(hello.client_id):
+            return None  # a reconnect replaces its own session: no new load
+        refusal = self.load.admit_hello(now)
+        if refusal is None:
+            return None
+        return Reject(
+            reason=RejectReason.OVERLOADED,
+            retry_after_s=round(refusal.retry_after_s, 3),
+            servers=refusal.servers or None,
+            detail="overloaded: " + ", ".join(refusal.reasons),
+        )

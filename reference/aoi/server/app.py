@@ -1,0 +1,185 @@
+"""The reference AOI Server assembled: store, hub, endpoints, and the tasks that keep time."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+import ssl
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+import trio
+
+from aoi.core.messages import Bye, Redirect
+from aoi.core.overload import OverloadControl
+from aoi.core.policy import load_policy
+from aoi.net.http import HttpServer, WebSocketRoute
+
+from .aoi2 import Aoi2Endpoint, SessionSettings
+from .config import ServerConfig
+from .credentials import ClientCredentials, FailedHelloLimiter, ServerAppKeys
+from .hub import Hub, StatusChange
+from .load import LoadMonitor
+from .metrics import Metrics
+from .push_api import PushApi
+from .store import SqliteStore, Store
+
+log = logging.getLogger("aoi.server")
+
+SWEEP_S = 1.0
+SHED_TICK_S = 0.1
+REPORT_RETENTION_S = 7 * 86400
+
+
+@dataclass(frozen=True, slots=True)
+class Listening:
+    aoi2: str
+    http: str
+
+
+class Server:
+    """One AOI Server. ``run`` serves until cancelled; ``drain`` and ``shutdown`` steer it."""
+
+    def __init__(self, config: ServerConfig, store: Store | None = None) -> None:
+        self.config = config
+        s = config.server
+        self.store = store or SqliteStore(s.db)
+        self.hub = Hub(self.store, server_id=s.id, endpoint_base="", max_apps=s.max_apps)
+        policy_bytes, keepalive_s = None, s.keepalive_s
+        if s.policy is not None:
+            policy_bytes = s.policy.read_bytes()
+            policy = load_policy(json.loads(policy_bytes))  # refuse to serve an invalid one
+            keepalive_s = min(keepalive_s, policy.keepalive_s)
+        self.control = OverloadControl(config.overload, random.Random())
+        self.load = LoadMonitor(self.control, self.hub, self.store)
+        self.metrics = Metrics(time.time)
+        self.status_send, self.status_receive = trio.open_memory_channel[StatusChange](math.inf)
+        self.aoi2 = Aoi2Endpoint(
+            self.hub,
+            SessionSettings(s.id, keepalive_s, s.handshake_timeout_s, s.max_apps),
+            ClientCredentials.from_config(config.clients),
+            FailedHelloLimiter(
+                config.security.failed_hello_limit, config.security.failed_hello_window_s
+            ),
+            self.load,
+            self.metrics,
+            self.status_send,
+        )
+        self.api = PushApi(
+            self.hub,
+            ServerAppKeys.from_config(config.server_apps),
+            ClientCredentials.from_config(config.clients),
+            self.load,
+            self.metrics,
+            policy_bytes,
+            drain=self.set_draining,
+        )
+        self.http = HttpServer(self.api, {"/aoi": WebSocketRoute("aoi.v1", self.aoi2)})
+
+    def set_draining(self, draining: bool) -> None:
+        self.load.draining = draining
+        log.info("drain mode %s", "on" if draining else "off")
+
+    async def run(
+        self, *, task_status: trio.TaskStatus[Listening] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        s = self.config.server
+        async with trio.open_nursery() as nursery:
+            await nursery.start(self.store.run)
+            await self.hub.restore()
+            context = None
+            if s.tls_cert is not None:
+                context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+                context.load_cert_chain(s.tls_cert, s.tls_key)
+            host, port = s.listen
+            listeners = await nursery.start(
+                partial(self.http.serve, host, port, ssl_context=context)
+            )
+            port = listeners[0].socket.getsockname()[1]
+            shown = f"[{host}]" if ":" in host else host
+            secure = "s" if context is not None else ""
+            here = Listening(
+                aoi2=f"ws{secure}://{shown}:{port}/aoi", http=f"http{secure}://{shown}:{port}"
+            )
+            self.hub.endpoint_base = (s.public_http_url or here.http).rstrip("/")
+            nursery.start_soon(self._record_statuses)
+            nursery.start_soon(self._sweep)
+            nursery.start_soon(self.load.measure_lag)
+            if self.config.overload.shed:
+                nursery.start_soon(self._shed)
+            log.info("listening", extra={"aoi2": here.aoi2, "http": here.http})
+            task_status.started(here)
+
+    async def shutdown(self, grace_s: float = 2.0) -> None:
+        """Refuse newcomers, tell every session goodbye (1001), give them ``grace_s``."""
+        self.set_draining(True)
+        now = trio.current_time()
+        for link in list(self.hub.links()):
+            if link.session.closed is None:
+                link.session.send(Bye(reason="server shutting down"), now)
+                link.flush()
+        with trio.move_on_after(grace_s):
+            while any(True for _ in self.hub.links()):
+                await trio.sleep(0.05)
+
+    async def _record_statuses(self) -> None:
+        """Acks and expiries reach the store in batches; none of them gates a reply."""
+        async for change in self.status_receive:
+            batch: dict[tuple[str, float], list[str]] = defaultdict(list)
+            batch[(change.status, change.at)].extend(change.ids)
+            while True:
+                try:
+                    more = self.status_receive.receive_nowait()
+                except trio.WouldBlock:
+                    break
+                batch[(more.status, change.at)].extend(more.ids)
+            for (status, at), ids in batch.items():
+                await self.store.set_status(ids, status, at)
+                if status == "expired":
+                    self.metrics.expired.inc(len(ids))
+
+    async def _sweep(self) -> None:
+        """TTL expiry of what nobody fetched, and pruning of old delivery reports."""
+        last_purge = 0.0
+        while True:
+            await trio.sleep(SWEEP_S)
+            now = time.time()
+            expired = await self.store.expire(now)
+            if expired:
+                self.hub.expire(expired)
+                self.metrics.expired.inc(len(expired))
+            if now - last_purge > 3600:
+                await self.store.purge(now - REPORT_RETENTION_S)
+                last_purge = now
+
+    async def _shed(self) -> None:
+        """Past the high-water mark, or draining, move sessions elsewhere with redirect, a few
+        at a time, newest first."""
+        alternates = self.config.overload.alternates or None
+        while True:
+            await trio.sleep(SHED_TICK_S)
+            now = trio.current_time()
+            count = self.control.to_shed(now, self.load.load())
+            if not count:
+                continue
+            reason = "maintenance" if self.load.draining else "overloaded"
+            for link in list(self.hub.links())[-count:]:
+                if link.session.closed is None:
+                    retry_after_s = round(self.load.retry_after(), 3)
+                    redirect = Redirect(
+                        reason=reason, servers=alternates, retry_after_s=retry_after_s
+                    )
+                    link.session.send(redirect, now)
+                    link.flush()
+                    self.metrics.redirects.inc()
+
+
+def write_ready_file(path: Path, here: Listening) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps({"aoi2": here.aoi2, "http": here.http}))
+    tmp.replace(path)

@@ -1,0 +1,58 @@
+"""Prometheus metrics of the AOI Server, served at ``GET /metrics``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from .store import StoredNotification
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 60)
+
+
+class Metrics:
+    def __init__(self, wall_clock: Callable[[], float]) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.wall_clock = wall_clock
+        self.sessions = Gauge("aoi_sessions", "Established AOI-2 sessions", registry=r)
+        self.hellos = Counter("aoi_hello_accepted", "Hellos answered with welcome", registry=r)
+        self.rejects = Counter(
+            "aoi_hello_rejects", "Hellos answered with reject, by reason", ["reason"], registry=r
+        )
+        self.redirects = Counter("aoi_redirects", "Sessions shed with redirect", registry=r)
+        self.pushes = Counter(
+            "aoi_push_requests", "AOI-3 push requests by status", ["status"], registry=r
+        )
+        self.accepted_notifications = Counter(
+            "aoi_notifications_accepted", "Notifications stored (201)", registry=r
+        )
+        self.deliveries = Counter("aoi_notifications_delivered", "Notifications acked", registry=r)
+        self.expired = Counter("aoi_notifications_expired", "Notifications expired", registry=r)
+        self.latency = Histogram(
+            "aoi_delivery_latency_seconds", "From acceptance to the client's ack",
+            buckets=LATENCY_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.store_backlog = Gauge("aoi_store_backlog", "Writes waiting for the store", registry=r)
+        self.loop_lag = Gauge("aoi_loop_lag_seconds", "Event-loop lag", registry=r)
+        self.overloaded = Gauge(
+            "aoi_overloaded", "1 while refusing new sessions for load", registry=r
+        )
+
+    def accepted(self) -> None:
+        self.hellos.inc()
+
+    def rejected(self, reason: str) -> None:
+        self.rejects.labels(reason).inc()
+
+    def delivered(self, done: Iterable[StoredNotification]) -> None:
+        wall = self.wall_clock()
+        count = 0
+        for n in done:
+            self.latency.observe(max(0.0, wall - n.created_at))
+            count += 1
+        self.deliveries.inc(count)
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,258 @@
+"""AOI-3 (the push API for server apps), AOI-P (provisioning), health, metrics, OpenAPI."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import json
+import math
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import aoi_schemas
+import jsonschema_rs
+import trio
+
+from aoi.core.codec import MAX_PAYLOAD, payload_size
+from aoi.net.http import Request, Response
+
+from .credentials import ClientCredentials, ServerApp, ServerAppKeys
+from .hub import Hub, rfc3339
+from .load import LoadMonitor
+from .metrics import Metrics
+from .store import Status, StoredNotification
+
+TOKEN_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+
+
+def _retry_after(seconds: float) -> tuple[tuple[str, str], ...]:
+    return (("retry-after", str(max(1, math.ceil(seconds)))),)
+
+
+class PushApi:
+    def __init__(
+        self,
+        hub: Hub,
+        keys: ServerAppKeys,
+        credentials: ClientCredentials,
+        load: LoadMonitor,
+        metrics: Metrics,
+        policy: bytes | None,
+        *,
+        drain: Callable[[bool], None],
+    ) -> None:
+        self.hub = hub
+        self.keys = keys
+        self.credentials = credentials
+        self.load = load
+        self.metrics = metrics
+        self.policy = policy
+        self.drain = drain
+        documents = aoi_schemas.schemas()
+        self.push_schema = jsonschema_rs.validator_for(
+            documents[aoi_schemas.schema_id("aoi3/push_request.json")],
+            registry=jsonschema_rs.Registry(list(documents.items())),
+        )
+        self.openapi = json.dumps(aoi_schemas.openapi()).encode()
+
+    async def __call__(self, request: Request) -> Response:
+        path, method = request.path, request.method
+        if path == "/v1/admin/drain" and method == "POST":
+            return self.admin_drain(request)
+        if path.startswith("/v1/push/"):
+            route: Callable[[Request, str], Awaitable[Response]] | None = self.push
+            argument = path.removeprefix("/v1/push/")
+            allowed = "POST"
+        elif path.startswith("/v1/messages/"):
+            route = self.report if method == "GET" else self.cancel
+            argument = path.removeprefix("/v1/messages/")
+            allowed = "GET, DELETE"
+        else:
+            fixed = {
+                "/v1/health": self.health,
+                "/metrics": self.metrics_page,
+                "/v1/provisioning": self.provisioning,
+                "/v1/openapi.json": self.openapi_page,
+            }.get(path)
+            if fixed is None:
+                return Response.error(404, "not_found", f"no resource at {path}")
+            if method not in ("GET", "HEAD"):
+                return Response.error(405, "method_not_allowed", "use GET", (("allow", "GET"),))
+            return await fixed(request)
+        if method not in allowed.split(", "):
+            return Response.error(
+                405, "method_not_allowed", f"use {allowed}", (("allow", allowed),)
+            )
+        assert route is not None
+        return await route(request, argument)
+
+    # --- AOI-3 ---------------------------------------------------------------------------
+
+    def _server_app(self, request: Request) -> ServerApp | Response:
+        scheme, _, key = request.headers.get("authorization", "").partition(" ")
+        app = self.keys.identify(key.strip()) if scheme.lower() == "bearer" else None
+        if app is None:
+            return Response.error(
+                401, "unauthorized", "a valid server-app key is required",
+                (("www-authenticate", 'Bearer realm="aoi"'),),
+            )  # fmt: skip
+        return app
+
+    async def push(self, request: Request, token: str) -> Response:
+        response = await self._push(request, token)
+        self.metrics.pushes.labels(str(response.status)).inc()
+        return response
+
+    async def _push(self, request: Request, token: str) -> Response:
+        if self.load.refuses_pushes():
+            return Response.error(
+                503, "overloaded", "the server is overloaded", _retry_after(self.load.retry_after())
+            )
+        app = self._server_app(request)
+        if isinstance(app, Response):
+            return app
+        wait = self.keys.take(app.name, trio.current_time())
+        if wait is not None:
+            return Response.error(
+                429, "rate_limited", f"over {app.rate_per_s}/s", _retry_after(wait)
+            )
+        try:
+            body = json.loads(request.body)
+        except (ValueError, UnicodeDecodeError):
+            return Response.error(400, "invalid_request", "the body is not JSON")
+        if isinstance(body, dict) and isinstance(body.get("payload"), str):
+            size = payload_size(body["payload"])
+            if size > MAX_PAYLOAD:
+                return Response.error(
+                    413, "payload_too_large", f"payload of {size} bytes exceeds {MAX_PAYLOAD}"
+                )
+        errors = [
+            {"path": "/" + "/".join(map(str, e.instance_path)), "message": e.message}
+            for e in self.push_schema.iter_errors(body)
+        ]
+        if errors:
+            return Response.error(
+                400, "invalid_request", "the body does not match push_request", errors=errors
+            )
+        registration = self.hub.registrations.get(token)
+        if registration is None:
+            if token in self.hub.retired:
+                return Response.error(410, "token_unregistered", "the app unregistered this token")
+            return Response.error(404, "unknown_token", "no registration has this token")
+        if registration.app_id not in app.app_ids:
+            return Response.error(403, "forbidden", "this token belongs to another app")
+        now = time.time()
+        ttl = int(body["ttl_s"])
+        collapse_key = body.get("collapse_key")
+        notification = StoredNotification(
+            id=secrets.token_urlsafe(12), token=token, client_id=registration.client_id,
+            app_id=registration.app_id, payload=body["payload"],
+            priority=body.get("priority", "normal"), ttl_s=ttl, created_at=now,
+            expires_at=now + ttl, collapse_key=collapse_key, pushed_by=app.name,
+        )  # fmt: skip
+        replaces = self.hub.collapsible(token, collapse_key) if collapse_key else []
+        await self.hub.accept(notification, replaces)
+        self.metrics.accepted_notifications.inc()
+        return Response.json(
+            201,
+            {"id": notification.id, "ttl_s": ttl},
+            (("location", f"/v1/messages/{notification.id}"),),
+        )
+
+    async def _own(self, request: Request, notification_id: str) -> StoredNotification | Response:
+        app = self._server_app(request)
+        if isinstance(app, Response):
+            return app
+        n = await self.hub.store.get_notification(notification_id)
+        if n is None or n.pushed_by != app.name:
+            return Response.error(404, "not_found", "no notification of yours has this id")
+        return n
+
+    async def report(self, request: Request, notification_id: str) -> Response:
+        n = await self._own(request, notification_id)
+        return n if isinstance(n, Response) else Response.json(200, delivery_report(n))
+
+    async def cancel(self, request: Request, notification_id: str) -> Response:
+        n = await self._own(request, notification_id)
+        if isinstance(n, Response):
+            return n
+        if n.status == Status.QUEUED and self.hub.cancel(notification_id) is not None:
+            now = time.time()
+            await self.hub.store.set_status([notification_id], Status.CANCELLED, now)
+            n = await self.hub.store.get_notification(notification_id) or n
+            return Response.json(200, delivery_report(n))
+        return Response.error(
+            409, "not_cancellable", f"the notification is {n.status} or on its way"
+        )
+
+    # --- the rest ------------------------------------------------------------------------
+
+    async def health(self, request: Request) -> Response:
+        load = self.load.load()
+        status = self.load.status()
+        document: dict[str, Any] = {
+            "status": status,
+            "load": round(self.load.control.load_factor(load), 4),
+            "sessions": load.sessions,
+        }
+        reasons = self.load.control.reasons(load)
+        if reasons:
+            document["reasons"] = list(reasons)
+        if status == "ok":
+            return Response.json(200, document)
+        return Response.json(503, document, _retry_after(self.load.retry_after()))
+
+    async def metrics_page(self, request: Request) -> Response:
+        self.metrics.sessions.set(self.hub.established)
+        self.metrics.store_backlog.set(self.hub.store.backlog())
+        self.metrics.loop_lag.set(self.load.loop_lag_ms / 1000.0)
+        self.metrics.overloaded.set(0 if self.load.status() == "ok" else 1)
+        return Response(200, self.metrics.exposition(), "text/plain; version=0.0.4; charset=utf-8")
+
+    async def provisioning(self, request: Request) -> Response:
+        scheme, _, encoded = request.headers.get("authorization", "").partition(" ")
+        client_id, credential = "", ""
+        if scheme.lower() == "basic":
+            with contextlib.suppress(binascii.Error, UnicodeDecodeError):
+                client_id, _, credential = (
+                    base64.b64decode(encoded, validate=True).decode().partition(":")
+                )
+        if not self.credentials.check(client_id, credential):
+            return Response.error(
+                401, "unauthorized", "client credentials are required",
+                (("www-authenticate", 'Basic realm="aoi"'),),
+            )  # fmt: skip
+        if self.policy is None:
+            return Response.error(404, "not_found", "this server provisions no policy")
+        return Response(200, self.policy)
+
+    def admin_drain(self, request: Request) -> Response:
+        """Operators switch drain mode from the server's own host: ``{"drain": true}``."""
+        if request.remote not in ("127.0.0.1", "::1"):
+            return Response.error(403, "forbidden", "drain is switched from loopback only")
+        try:
+            drain = json.loads(request.body or b"{}").get("drain", True)
+        except (ValueError, AttributeError):
+            return Response.error(400, "invalid_request", 'send {"drain": true|false}')
+        self.drain(bool(drain))
+        return Response.json(200, {"draining": bool(drain)})
+
+    async def openapi_page(self, request: Request) -> Response:
+        return Response(200, self.openapi)
+
+
+def delivery_report(n: StoredNotification) -> dict[str, Any]:
+    report: dict[str, Any] = {
+        "id": n.id,
+        "status": n.status,
+        "app_id": n.app_id,
+        "priority": n.priority,
+        "created_at": rfc3339(n.created_at),
+        "expires_at": rfc3339(n.expires_at),
+    }
+    if n.status == Status.DELIVERED and n.status_at is not None:
+        report["delivered_at"] = rfc3339(n.status_at)
+    return report

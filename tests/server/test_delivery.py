@@ -1,0 +1,84 @@
+"""Delivery through a real server: register, push, notify, ack, reports, resume, TTL."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import trio
+
+from .harness import config, running
+
+
+def test_push_is_delivered_acked_and_reported(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with running(config(tmp_path)) as env:
+            peer, welcome = await env.hello()
+            assert welcome["type"] == "welcome" and welcome["server_id"] == "a"
+            registered = await peer.register()
+            assert registered["endpoint"] == f"{env.here.http}/v1/push/{registered['token']}"
+            response = await env.push(registered["endpoint"], "hello app")
+            assert response.status_code == 201
+            accepted = response.json()
+            assert response.headers["location"] == f"/v1/messages/{accepted['id']}"
+            notify = await peer.receive()
+            assert notify["type"] == "notify"
+            assert (notify["id"], notify["payload"]) == (accepted["id"], "hello app")
+            await peer.send(type="ack", ids=[notify["id"]])
+            with trio.fail_after(5):  # acks reach the store in batches, a moment later
+                while (report := await env.report(response.headers["location"]))[
+                    "status"
+                ] != "delivered":
+                    await trio.sleep(0.01)
+            assert report["delivered_at"] >= report["created_at"]
+
+    trio.run(main)
+
+
+def test_offline_client_gets_its_queue_on_resume_in_priority_order(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with running(config(tmp_path)) as env:
+            peer, welcome = await env.hello()
+            endpoint = (await peer.register())["endpoint"]
+            await peer.send(type="bye")
+            await peer.closed()
+            for n in range(3):
+                assert (await env.push(endpoint, f"normal-{n}")).status_code == 201
+            assert (await env.push(endpoint, "urgent", priority="high")).status_code == 201
+            peer, again = await env.hello(session=welcome["session"])
+            assert again["resumed"] is True and again["session"] == welcome["session"]
+            payloads = [(await peer.receive())["payload"] for _ in range(4)]
+            assert payloads == ["urgent", "normal-0", "normal-1", "normal-2"]
+
+    trio.run(main)
+
+
+def test_unacked_notification_is_redelivered_on_the_next_connection(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with running(config(tmp_path)) as env:
+            peer, welcome = await env.hello()
+            endpoint = (await peer.register())["endpoint"]
+            assert (await env.push(endpoint, "once")).status_code == 201
+            first = await peer.receive()
+            await peer.ws.close(1000)  # gone without acking
+            peer, _ = await env.hello(session=welcome["session"])
+            again = await peer.receive()
+            assert (again["id"], again["payload"]) == (first["id"], "once")
+
+    trio.run(main)
+
+
+def test_expired_notifications_never_arrive(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with running(config(tmp_path)) as env:
+            peer, welcome = await env.hello()
+            endpoint = (await peer.register())["endpoint"]
+            await peer.send(type="bye")
+            await peer.closed()
+            short = await env.push(endpoint, "short-lived", ttl_s=1)
+            assert (await env.push(endpoint, "long-lived", ttl_s=600)).status_code == 201
+            await trio.sleep(1.2)
+            peer, _ = await env.hello(session=welcome["session"])
+            assert (await peer.receive())["payload"] == "long-lived"
+            await env.settled(short.headers["location"], "expired")
+
+    trio.run(main)

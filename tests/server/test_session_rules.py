@@ -1,0 +1,126 @@
+"""AOI-2 session rules over real sockets: TLS, handshake timeout, bad frames, versions."""
+
+from __future__ import annotations
+
+import ssl
+from pathlib import Path
+
+import pytest
+import trio
+import trustme
+
+from aoi.net.client import HandshakeError, connect
+
+from .harness import Peer, config, running
+
+
+def test_tls_end_to_end_and_certificate_verification(tmp_path: Path) -> None:
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1", "localhost")
+    cert.private_key_and_cert_chain_pem.write_to_path(str(tmp_path / "server.pem"))
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    cfg = config(
+        tmp_path,
+        server={"tls_cert": str(tmp_path / "server.pem"), "tls_key": str(tmp_path / "server.pem")},
+    )
+    trusting = ssl.create_default_context(cafile=str(tmp_path / "ca.pem"))
+
+    async def main() -> None:
+        async with running(cfg, ssl_context=trusting) as env:
+            assert env.here.aoi2.startswith("wss://") and env.here.http.startswith("https://")
+            peer, welcome = await env.hello()
+            assert welcome["type"] == "welcome"
+            registered = await peer.register()
+            assert registered["endpoint"].startswith("https://")
+            assert (await env.push(registered["endpoint"], "over tls")).status_code == 201
+            assert (await peer.receive())["payload"] == "over tls"
+            with pytest.raises(trio.BrokenResourceError) as untrusted:
+                await connect(env.here.aoi2, "aoi.v1", ssl_context=ssl.create_default_context())
+            assert isinstance(untrusted.value.__cause__, ssl.SSLCertVerificationError)
+
+    trio.run(main)
+
+
+def test_connection_without_hello_is_closed_after_the_handshake_timeout(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with running(config(tmp_path, server={"handshake_timeout_s": 0.3})) as env:
+            silent = Peer(await connect(env.here.aoi2, "aoi.v1"))
+            env.peers.append(silent)
+            with trio.fail_after(3):
+                closed = await silent.closed()
+            assert closed.code == 4408
+
+    trio.run(main)
+
+
+BAD_FRAMES = [
+    ("not json", "malformed_frame"),
+    ('["hello"]', "not_an_object"),
+    ('{"type": "subscribe"}', "unsupported_message"),
+    ('{"type": "register", "req": "one", "app_id": "a"}', "invalid_message"),
+    ('{"type": "register", "req": 1}', "invalid_message"),
+    ('{"type": "welcome", "server_id": "x"}', "invalid_message"),
+    (
+        '{"type": "welcome", "server_id": "x", "session": "AAAAAAAAAAAAAAAAAAAA", '
+        '"keepalive_s": 30, "limits": {"max_payload": 1, "max_apps": 1}}',
+        "unexpected_message",
+    ),
+]
+
+
+@pytest.mark.parametrize(("frame", "code"), BAD_FRAMES)
+def test_bad_frames_get_their_error_and_harm_nobody_else(
+    tmp_path: Path, frame: str, code: str
+) -> None:
+    async def main() -> None:
+        async with running(config(tmp_path)) as env:
+            bystander, _ = await env.hello(2)
+            endpoint = (await bystander.register())["endpoint"]
+            sender, _ = await env.hello(1)
+            await sender.ws.send(frame)
+            error = await sender.receive()
+            assert (error["type"], error["code"], error["fatal"]) == ("error", code, False)
+            await sender.send(type="ping", ts=1)
+            assert (await sender.receive())["type"] == "pong"  # the session is still there
+            assert (await env.push(endpoint, "unaffected")).status_code == 201
+            assert (await bystander.receive())["payload"] == "unaffected"
+
+    trio.run(main)
+
+
+def test_oversized_frame_is_fatal_with_4413(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with running(config(tmp_path)) as env:
+            sender, _ = await env.hello(1)
+            await sender.send(type="ping", pad="x" * 70_000)
+            error = await sender.receive()
+            assert (error["code"], error["fatal"]) == ("frame_too_large", True)
+            assert (await sender.closed()).code == 4413
+
+    trio.run(main)
+
+
+def test_unsupported_version_and_failed_hello_limit(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with running(config(tmp_path, security={"failed_hello_limit": 3})) as env:
+            peer = Peer(await connect(env.here.aoi2, "aoi.v1"))
+            env.peers.append(peer)
+            await peer.send(type="hello", version=2, client_id="dev-1", credential="secret-1")
+            assert (await peer.receive())["reason"] == "unsupported_version"
+            assert (await peer.closed()).code == 4426
+            reasons = [(await env.hello(3, credential="guess"))[1]["reason"] for _ in range(4)]
+            assert reasons == ["invalid_credentials"] * 3 + ["rate_limited"]
+            _, blocked = await env.hello(3)  # even the right credential waits now
+            assert blocked["reason"] == "rate_limited" and blocked["retry_after_s"] > 0
+
+    trio.run(main)
+
+
+def test_subprotocol_is_required(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with running(config(tmp_path)) as env:
+            with pytest.raises(HandshakeError) as refused:
+                await connect(env.here.aoi2, "mqtt")
+            assert refused.value.status == 400
+
+    trio.run(main)
