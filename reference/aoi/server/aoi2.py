@@ -38,6 +38,8 @@ from .metrics import Metrics
 
 log = logging.getLogger("aoi.server")
 
+CLOSE_GRACE_S = 5.0
+
 
 @dataclass(frozen=True, slots=True)
 class SessionSettings:
@@ -77,8 +79,10 @@ class Aoi2Endpoint:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._writer, ws, link)
                 await self._reader(ws, link)
-                if session.closed is None or session.closed.code == 1006:
+                if ws.closed is not None:
                     nursery.cancel_scope.cancel()  # the peer is gone: nothing left to write
+                else:  # the last frames and the close, unless the peer stopped reading
+                    nursery.cancel_scope.deadline = trio.current_time() + CLOSE_GRACE_S
         finally:
             self.hub.detach(link)
             if session.state is not State.CLOSED:
