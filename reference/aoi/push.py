@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import ssl
 import sys
 import time
 from collections.abc import Sequence
@@ -60,7 +61,10 @@ def main(argv: Sequence[str]) -> int:
     if args.collapse_key:
         body["collapse_key"] = args.collapse_key
     headers = {"authorization": f"Bearer {args.key}"}
-    with httpx.Client(verify=args.ca_file or True, timeout=30) as http:
+    context = ssl.create_default_context()
+    if args.ca_file:
+        context.load_verify_locations(args.ca_file)
+    with httpx.Client(verify=context, timeout=30) as http:
         try:
             response = http.post(args.endpoint, json=body, headers=headers)
         except httpx.HTTPError as exc:

@@ -7,6 +7,7 @@ about bytes, keep-alive, limits and handshakes stays here.
 from __future__ import annotations
 
 import json
+import logging
 import ssl
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -22,6 +23,8 @@ from wsproto.handshake import H11Handshake
 from .websocket import RECEIVE_SIZE, ConnectionClosed, WebSocket
 
 MAX_HEAD = 16384
+
+log = logging.getLogger("aoi.net")
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,8 +155,9 @@ class HttpServer:
             try:
                 response = await self.http(request)
             except Exception:  # a handler bug must not take the listener down
+                log.exception("request failed", extra={"method": request.method, "path": path})
                 response = Response.error(500, "internal_error", "the server failed")
-            await self._respond(stream, conn, response)
+            await self._respond(stream, conn, response, head_only=request.method == "HEAD")
             if conn.our_state is h11.MUST_CLOSE or conn.their_state is h11.MUST_CLOSE:
                 return
             try:
@@ -190,7 +194,12 @@ class HttpServer:
                 return b"", True
 
     async def _respond(
-        self, stream: trio.abc.Stream, conn: h11.Connection, response: Response, close: bool = False
+        self,
+        stream: trio.abc.Stream,
+        conn: h11.Connection,
+        response: Response,
+        close: bool = False,
+        head_only: bool = False,
     ) -> None:
         headers = [
             ("content-type", response.content_type),
@@ -200,7 +209,8 @@ class HttpServer:
         if close:
             headers.append(("connection", "close"))
         data = conn.send(h11.Response(status_code=response.status, headers=headers))
-        data += conn.send(h11.Data(data=response.body)) if response.body else b""
+        if response.body and not head_only:
+            data += conn.send(h11.Data(data=response.body))
         data += conn.send(h11.EndOfMessage())
         await stream.send_all(data)
 

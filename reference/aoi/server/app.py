@@ -107,6 +107,8 @@ class Server:
                 aoi2=f"ws{secure}://{shown}:{port}/aoi", http=f"http{secure}://{shown}:{port}"
             )
             self.hub.endpoint_base = (s.public_http_url or here.http).rstrip("/")
+            if s.public_http_url is None and host in ("0.0.0.0", "::", ""):
+                log.warning("endpoints name %s: set server.public_http_url", here.http)
             nursery.start_soon(self._record_statuses)
             nursery.start_soon(self._sweep)
             nursery.start_soon(self.load.measure_lag)
@@ -137,7 +139,7 @@ class Server:
                     more = self.status_receive.receive_nowait()
                 except trio.WouldBlock:
                     break
-                batch[(more.status, change.at)].extend(more.ids)
+                batch[(more.status, more.at)].extend(more.ids)
             for (status, at), ids in batch.items():
                 await self.store.set_status(ids, status, at)
                 if status == "expired":

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import signal
+import ssl
 import sys
-import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 
+import httpx
 import trio
 
 from aoi import logs
@@ -57,14 +57,15 @@ def parser() -> argparse.ArgumentParser:
 
 def drain_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="aoi server drain", description="Switch a running server's drain mode."
+        prog="aoi server drain",
+        description="Put a running server into drain mode (or take it out with --off), "
+        "from the server's own host.",
     )
     p.add_argument(
-        "--admin",
-        required=True,
-        help="the server's HTTP base URL on loopback, e.g. http://127.0.0.1:8080",
+        "--admin", required=True, help="the server's base URL, e.g. http://127.0.0.1:8080"
     )
     p.add_argument("--off", action="store_true", help="leave drain mode")
+    p.add_argument("--ca-file", help="extra trusted CA (PEM) when the server speaks TLS")
     return p
 
 
@@ -84,8 +85,14 @@ def main(argv: Sequence[str]) -> int:
     except (ConfigError, PolicyError, OSError, ValueError) as exc:
         print(f"aoi server: {exc}", file=sys.stderr)
         return 2
-    trio.run(serve, server, args.ready_file)
-    return 0
+    failures: list[BaseException] = []
+    try:
+        trio.run(serve, server, args.ready_file)
+    except* (OSError, ssl.SSLError) as group:  # port taken, unreadable key, unwritable store
+        failures.extend(_leaves(group))
+    for exc in failures:
+        print(f"aoi server: {exc}", file=sys.stderr)
+    return 1 if failures else 0
 
 
 async def serve(server: Server, ready_file: Path | None) -> None:
@@ -104,11 +111,22 @@ async def serve(server: Server, ready_file: Path | None) -> None:
                 break
 
 
+def _leaves(exc: BaseException) -> list[BaseException]:
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for inner in exc.exceptions for leaf in _leaves(inner)]
+    return [exc]
+
+
 def drain(args: argparse.Namespace) -> int:
-    body = json.dumps({"drain": not args.off}).encode()
-    request = urllib.request.Request(
-        args.admin.rstrip("/") + "/v1/admin/drain", data=body, method="POST"
-    )
-    with urllib.request.urlopen(request, timeout=10) as response:
-        print(response.read().decode())
-    return 0
+    context = ssl.create_default_context()
+    if args.ca_file:
+        context.load_verify_locations(args.ca_file)
+    try:
+        response = httpx.post(
+            args.admin.rstrip("/") + "/v1/admin/drain", json={"drain": not args.off}, verify=context
+        )
+    except httpx.HTTPError as exc:
+        print(f"aoi server drain: {exc}", file=sys.stderr)
+        return 1
+    print(response.text)
+    return 0 if response.status_code == 200 else 1

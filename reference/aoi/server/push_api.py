@@ -236,9 +236,12 @@ class PushApi:
         try:
             drain = json.loads(request.body or b"{}").get("drain", True)
         except (ValueError, AttributeError):
-            return Response.error(400, "invalid_request", 'send {"drain": true|false}')
-        self.drain(bool(drain))
-        return Response.json(200, {"draining": bool(drain)})
+            drain = None
+        if not isinstance(drain, bool):
+            detail = 'send {"drain": true} or {"drain": false}'
+            return Response.error(400, "invalid_request", detail)
+        self.drain(drain)
+        return Response.json(200, {"draining": drain})
 
     async def openapi_page(self, request: Request) -> Response:
         return Response(200, self.openapi)
