@@ -80,3 +80,18 @@ def test_cancel_and_collapse_act_on_undelivered_only(tmp_path: Path) -> None:
                 raise AssertionError(f"nothing else was due, got {extra!r}")
 
     trio.run(main)
+
+
+def test_unregistered_token_still_answers_410_after_a_restart(tmp_path: Path) -> None:
+    async def main() -> None:
+        cfg = config(tmp_path)
+        async with running(cfg) as env:
+            peer, _ = await env.hello()
+            token = (await peer.register())["token"]
+            await peer.send(type="unregister", req=2, token=token)
+            assert (await peer.receive())["type"] == "unregistered"
+        async with running(cfg) as env:
+            gone = await env.push(f"{env.here.http}/v1/push/{token}")
+            assert gone.status_code == 410
+
+    trio.run(main)

@@ -15,7 +15,6 @@ from typing import Any, TypeVar
 
 import pytest
 import trio
-import trio.testing
 
 from aoi.server.store import (
     Registration,
@@ -77,7 +76,8 @@ def load(path: Path) -> Snapshot:
 def test_round_trip_of_every_operation(tmp_path: Path) -> None:
     reg = Registration(token=TOKEN, client_id="device-1", app_id="com.example.chat", created_at=5)
     other = Registration(OTHER_TOKEN, "device-1", "com.example.mail", 6.5)
-    first, second = notification("n-1"), notification("n-2", created_at=1001)
+    first = notification("n-1")
+    second = notification("n-2", created_at=1001, priority="high", collapse_key="score")
     of_other = notification("n-3", token=OTHER_TOKEN)
 
     async def body(store: SqliteStore) -> None:
@@ -104,7 +104,7 @@ def test_round_trip_of_every_operation(tmp_path: Path) -> None:
         await store.deactivate_registration("unknown-token-000000000", 1005)  # a no-op
 
         snapshot = await store.load()
-        assert snapshot.registrations == (reg,)
+        assert snapshot.registrations == (reg, replace(other, active=False))
         assert snapshot.notifications == (second,)
         assert snapshot.sessions == {"device-1": "T" * 22, "device-2": "U" * 22}
         assert store.backlog() == 0
@@ -159,6 +159,17 @@ def test_duplicate_registration_is_a_conflict(tmp_path: Path) -> None:
             await store.add_registration(reg)
         assert isinstance(caught.value.__cause__, sqlite3.IntegrityError)
         assert store.ops_failed == 1
+
+    with_store(tmp_path / "aoi.db", body)
+
+
+def test_a_bad_record_is_an_error_but_not_a_conflict(tmp_path: Path) -> None:
+    async def body(store: SqliteStore) -> None:
+        with pytest.raises(StoreError) as caught:
+            await store.add_notification(notification("n-1", priority="urgent"))
+        assert not isinstance(caught.value, StoreConflict)
+        assert "CHECK" in str(caught.value)
+        assert await store.get_notification("n-1") is None
 
     with_store(tmp_path / "aoi.db", body)
 
@@ -255,7 +266,8 @@ def test_stopping_commits_what_is_queued(tmp_path: Path, synchronous: Synchronou
             await writer.start(store.run)
             for i in range(300):
                 callers.start_soon(add, store, f"n-{i}")
-            await trio.testing.wait_all_tasks_blocked()
+            while len(returned) + store.backlog() < 300:  # until every caller waits
+                await trio.lowlevel.checkpoint()
             assert store.backlog() > 10
             writer.cancel_scope.cancel()  # the writer only, with writes waiting
         assert store.backlog() == 0
@@ -267,6 +279,36 @@ def test_stopping_commits_what_is_queued(tmp_path: Path, synchronous: Synchronou
     trio.run(main)
     assert len(returned) == 300
     assert {n.id for n in load(path).notifications} == set(returned)
+
+
+def test_a_broken_writer_fails_its_callers_instead_of_stranding_them(tmp_path: Path) -> None:
+    outcomes: list[type[BaseException]] = []
+
+    def broken(batch: object) -> bool:
+        raise RuntimeError("a bug in the writer")
+
+    async def add(store: SqliteStore, id: str) -> None:
+        try:
+            await store.add_notification(notification(id))
+        except StoreError as exc:
+            outcomes.append(type(exc))
+
+    async def main() -> None:
+        store = SqliteStore(tmp_path / "aoi.db", batch_limit=10)
+        with trio.fail_after(10):
+            async with trio.open_nursery() as callers:
+                with pytest.RaisesGroup(RuntimeError):
+                    async with trio.open_nursery() as writer:
+                        await writer.start(store.run)
+                        store._execute = broken  # type: ignore[method-assign]
+                        for i in range(50):
+                            callers.start_soon(add, store, f"n-{i}")
+        assert store.backlog() == 0
+
+    trio.run(main)
+    assert len(outcomes) == 50
+    assert StoreError in outcomes  # the batch that met the bug
+    assert StoreClosed in outcomes  # the writes still queued behind it
 
 
 def test_calls_before_run_are_refused_and_run_runs_once(tmp_path: Path) -> None:

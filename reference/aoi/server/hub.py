@@ -115,7 +115,7 @@ class Hub:
         self.max_apps = max_apps
         self.clients: dict[str, Client] = {}
         self.registrations: dict[str, Registration] = {}  # token -> active registration
-        self.retired: set[str] = set()  # tokens unregistered since start-up (410, not 404)
+        self.retired: set[str] = set()  # unregistered tokens: pushes get 410, not 404
         self.notifications: dict[str, StoredNotification] = {}  # pending, by id
         self.established = 0
 
@@ -124,6 +124,9 @@ class Hub:
     async def restore(self) -> None:
         snapshot = await self.store.load()
         for reg in snapshot.registrations:
+            if not reg.active:
+                self.retired.add(reg.token)
+                continue
             self.registrations[reg.token] = reg
             self._client(reg.client_id).tokens[reg.app_id] = reg.token
         for client_id, session_id in snapshot.sessions.items():

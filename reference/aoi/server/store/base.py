@@ -71,7 +71,7 @@ class StoredNotification:
 class Snapshot:
     """What the server rebuilds its memory from at start-up."""
 
-    registrations: tuple[Registration, ...]  # active ones only
+    registrations: tuple[Registration, ...]  # inactive ones too: their tokens answer 410
     notifications: tuple[StoredNotification, ...]  # queued ones, oldest first
     sessions: Mapping[str, str]  # client_id -> session_id
 

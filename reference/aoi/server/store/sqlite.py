@@ -119,7 +119,7 @@ SELECT_QUEUE = (
 )
 SELECT_NOTIFICATION = f"SELECT {_COLUMNS} FROM notifications WHERE id = ?"
 SELECT_REGISTRATIONS = (
-    "SELECT token, client_id, app_id, created_at, active FROM registrations WHERE active = 1"
+    "SELECT token, client_id, app_id, created_at, active FROM registrations"
 )
 SELECT_SESSIONS = "SELECT client_id, session_id FROM sessions"
 
@@ -196,9 +196,12 @@ class SqliteStore:
         finally:
             self._accepting = False
             with trio.CancelScope(shield=True):
-                while batch := self._take(None):
-                    await self._commit(batch)
-                await self._close()
+                try:
+                    while batch := self._take(None):
+                        await self._commit(batch)
+                finally:
+                    self._fail_queued()  # only if a commit raised: no caller waits forever
+                    await self._close()
 
     def _take(self, first: _Op[Any] | None) -> list[_Op[Any]]:
         batch = [] if first is None else [first]
@@ -210,6 +213,13 @@ class SqliteStore:
         self._queued -= len(batch)
         self._in_flight = len(batch)
         return batch
+
+    def _fail_queued(self) -> None:
+        while batch := self._take(None):
+            for op in batch:
+                op.error = StoreClosed("the store stopped before this write")
+                op.done.set()
+        self._in_flight = 0
 
     async def _commit(self, batch: list[_Op[Any]]) -> None:
         try:
@@ -436,11 +446,15 @@ def _load(conn: Connection) -> Snapshot:
     return Snapshot(registrations, notifications, sessions)
 
 
+# Other constraint failures (a CHECK, a NOT NULL) are a bad record, not a conflict.
+_DUPLICATE = frozenset({"SQLITE_CONSTRAINT_PRIMARYKEY", "SQLITE_CONSTRAINT_UNIQUE"})
+
+
 def _store_error(exc: BaseException) -> StoreError:
     """A fresh exception per caller: one failed commit may have to raise in many tasks."""
     if isinstance(exc, StoreError):
         error = type(exc)(*exc.args)
-    elif isinstance(exc, sqlite3.IntegrityError):
+    elif getattr(exc, "sqlite_errorname", "") in _DUPLICATE:
         error = StoreConflict(str(exc))
     else:
         error = StoreError(f"{type(exc).__name__}: {exc}")
