@@ -90,8 +90,8 @@ def main(argv: Sequence[str]) -> int:
         trio.run(serve, server, args.ready_file)
     except* (OSError, ssl.SSLError) as group:  # port taken, unreadable key, unwritable store
         failures.extend(_leaves(group))
-    for exc in failures:
-        print(f"aoi server: {exc}", file=sys.stderr)
+    for failure in failures:
+        print(f"aoi server: {failure}", file=sys.stderr)
     return 1 if failures else 0
 
 

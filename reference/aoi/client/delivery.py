@@ -1,0 +1,72 @@
+"""Notifications from the servers to the apps, and acks back: end to end, each id once.
+
+A server's notification reaches an app only if its token was registered for that app
+through the same session; it reaches the app's newest AOI-1 connection, and the server gets
+``ack`` only after the app's ``app_ack``. An id the app acknowledged before (recorded
+across restarts) is acked to the server again but never shown to the app twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from aoi.core.messages import AppNotification, Notify
+
+from .apps import App, AppPeer, InFlight
+from .log import EventLog
+from .server_link import ServerLink
+from .state import SeenIds
+
+_log = EventLog("aoi.client.delivery")
+
+APP_NOT_PRESENT = "app_not_present"
+UNKNOWN_TOKEN = "unknown_token"
+
+
+class Delivery:
+    def __init__(self, apps: Mapping[str, App], seen: SeenIds) -> None:
+        self.apps = apps
+        self.seen = seen
+
+    def notified(self, link: ServerLink, notify: Notify) -> None:
+        app = self.apps.get(notify.app_id)
+        if app is None or link.tokens.get(notify.token) != notify.app_id:
+            _log.info("notify_not_ours", server=link.key, id=notify.id, app_id=notify.app_id)
+            link.nack(notify.id, UNKNOWN_TOKEN)
+            return
+        if (app.app_id, notify.id) in self.seen:
+            _log.debug("duplicate_dropped", app_id=app.app_id, id=notify.id)
+            link.ack(notify.id)
+            return
+        conn = app.conn
+        if conn is None:
+            link.nack(notify.id, APP_NOT_PRESENT)
+            return
+        flight = conn.inflight.get(notify.id)
+        if flight is not None:  # already with the app: its ack goes to the newest sender
+            flight.link = link
+            return
+        message = AppNotification(
+            id=notify.id,
+            payload=notify.payload,
+            priority=notify.priority,
+            created_at=notify.created_at,
+        )
+        conn.inflight[notify.id] = InFlight(app.app_id, link)
+        if not conn.send(message):
+            conn.inflight.pop(notify.id, None)
+            link.nack(notify.id, APP_NOT_PRESENT)
+
+    def acked(self, conn: AppPeer, notification_id: str) -> None:
+        flight = conn.inflight.pop(notification_id, None)
+        if flight is None:
+            _log.debug("ack_of_unknown_id", id=notification_id)
+            return
+        self.seen.add(flight.app_id, notification_id)
+        flight.link.ack(notification_id)
+
+    def disconnected(self, conn: AppPeer) -> None:
+        """The app is gone: what it did not ack stays queued at the server."""
+        for notification_id, flight in conn.inflight.items():
+            flight.link.nack(notification_id, APP_NOT_PRESENT)
+        conn.inflight.clear()
