@@ -18,6 +18,7 @@ from aoi.core.policy import PolicyError
 
 from .app import Server, write_ready_file
 from .config import ConfigError, load_config
+from .store import StoreError
 
 log = logging.getLogger("aoi.server")
 
@@ -88,7 +89,7 @@ def main(argv: Sequence[str]) -> int:
     failures: list[BaseException] = []
     try:
         trio.run(serve, server, args.ready_file)
-    except* (OSError, ssl.SSLError) as group:  # port taken, unreadable key, unwritable store
+    except* (OSError, ssl.SSLError, StoreError) as group:  # port taken, bad key, bad store
         failures.extend(_leaves(group))
     for failure in failures:
         print(f"aoi server: {failure}", file=sys.stderr)

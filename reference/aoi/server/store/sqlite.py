@@ -25,6 +25,7 @@ import math
 import os
 import sqlite3
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, Generic, Literal, TypeVar
 
 import trio
@@ -240,6 +241,7 @@ class SqliteStore:
     # --- in the writer's worker thread ---------------------------------------------------
 
     def _open(self) -> tuple[Connection, Connection]:
+        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         writer = _connect(self.path)
         try:
             writer.execute("PRAGMA journal_mode = WAL")
