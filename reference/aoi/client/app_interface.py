@@ -16,12 +16,12 @@ import trio
 from aoi.core.codec import Codec
 from aoi.core.errors import CloseCode, ErrorCode, LocalProtocolError, RemoteProtocolError
 from aoi.core.messages import AppAck, AppRegister, AppUnregister, Error, Message
+from aoi.logs import EventLog
 from aoi.net.http import HttpServer, Request, Response, WebSocketRoute
 from aoi.net.websocket import ConnectionClosed, WebSocket
 
 from .apps import InFlight
 from .binding import Binding
-from .log import EventLog
 
 SUBPROTOCOL = "aoi-app.v1"
 OUTBOX = 4096  # messages waiting for a slow app before its connection is dropped

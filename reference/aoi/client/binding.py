@@ -29,12 +29,12 @@ from aoi.core.messages import (
 )
 from aoi.core.policy import Policy, ServerEntry
 from aoi.core.reallocation import Outcome
+from aoi.logs import EventLog
 
 from .apps import App, AppPeer, Registration
 from .config import ClientConfig, ProviderConfig
 from .delivery import Delivery
 from .group import AppJoin, AppLeave, Group, LinkDown
-from .log import EventLog
 from .server_link import Attempt, Connector, LinkGone, ServerLink
 from .state import State
 

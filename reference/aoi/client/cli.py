@@ -8,7 +8,8 @@ from collections.abc import Sequence
 
 import trio
 
-from . import log
+from aoi import logs as log
+
 from .config import ConfigError, load
 from .daemon import Daemon
 

@@ -16,13 +16,13 @@ from pathlib import Path
 
 import trio
 
+from aoi.logs import EventLog
 from aoi.net.client import connect as ws_connect
 from aoi.net.websocket import WebSocket
 
 from .app_interface import AppInterface
 from .binding import Binding
 from .config import ClientConfig
-from .log import EventLog
 from .provisioning import Fetch, Provisioner, http_fetch
 from .server_link import Connector
 from .state import State

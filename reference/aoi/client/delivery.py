@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from aoi.core.messages import AppNotification, Notify
+from aoi.logs import EventLog
 
 from .apps import App, AppPeer, InFlight
-from .log import EventLog
 from .server_link import ServerLink
 from .state import SeenIds
 

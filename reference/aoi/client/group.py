@@ -28,9 +28,9 @@ from aoi.core.messages import (
 )
 from aoi.core.policy import Policy, ServerEntry
 from aoi.core.reallocation import Connect, Decision, Fail, Outcome, Reallocator, Served
+from aoi.logs import EventLog
 
 from .apps import App, AppPeer, Registration
-from .log import EventLog
 from .server_link import Attempt, LinkGone, ServerLink
 
 _log = EventLog("aoi.client.group")

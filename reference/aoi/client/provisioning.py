@@ -18,9 +18,9 @@ import httpx
 import trio
 
 from aoi.core.policy import Policy, PolicyError, load_policy
+from aoi.logs import EventLog
 
 from .config import ProviderConfig
-from .log import EventLog
 from .state import State
 
 _log = EventLog("aoi.client.provisioning")

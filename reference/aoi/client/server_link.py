@@ -40,10 +40,9 @@ from aoi.core.messages import (
 from aoi.core.policy import ServerEntry
 from aoi.core.reallocation import Outcome, outcome_of_reject
 from aoi.core.session import Closed, State
+from aoi.logs import EventLog
 from aoi.net.client import HandshakeError
 from aoi.net.websocket import ConnectionClosed, WebSocket
-
-from .log import EventLog
 
 SUBPROTOCOL = "aoi.v1"
 MAX_ACK_IDS = 1000

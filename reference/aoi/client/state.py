@@ -20,7 +20,7 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
-from .log import EventLog
+from aoi.logs import EventLog
 
 _log = EventLog("aoi.client.state")
 
