@@ -1,6 +1,6 @@
 """Codec throughput: typical small AOI-2 frames decoded and validated per second.
 
-    python -m bench.codec [--seconds 3]
+python -m bench.codec [--seconds 3]
 """
 
 from __future__ import annotations

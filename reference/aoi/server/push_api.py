@@ -179,6 +179,8 @@ class PushApi:
         n = await self._own(request, notification_id)
         if isinstance(n, Response):
             return n
+        if n.status == Status.CANCELLED:  # cancelling twice changes nothing
+            return Response.json(200, delivery_report(n))
         if n.status == Status.QUEUED and self.hub.cancel(notification_id) is not None:
             now = time.time()
             await self.hub.store.set_status([notification_id], Status.CANCELLED, now)

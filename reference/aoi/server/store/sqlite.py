@@ -119,9 +119,7 @@ SELECT_QUEUE = (
     f"SELECT {_COLUMNS} FROM notifications WHERE status = 'queued' ORDER BY created_at, rowid"
 )
 SELECT_NOTIFICATION = f"SELECT {_COLUMNS} FROM notifications WHERE id = ?"
-SELECT_REGISTRATIONS = (
-    "SELECT token, client_id, app_id, created_at, active FROM registrations"
-)
+SELECT_REGISTRATIONS = "SELECT token, client_id, app_id, created_at, active FROM registrations"
 SELECT_SESSIONS = "SELECT client_id, session_id FROM sessions"
 
 T = TypeVar("T")
