@@ -1,16 +1,137 @@
-"""pytest plugin of the AOI conformance suite (entry point ``aoi_conformance``)."""
+"""pytest plugin of the AOI conformance suite (entry point ``aoi_conformance``).
+
+It is loaded by every pytest run of the project, so it only adds its options unless the
+run is the suite's: ``pytest conformance`` (or a path inside it), or ``--target`` /
+``--ixit`` given. Then it loads the registry and the IXIT, starts nothing yet (the
+embedded reference starts on first use), registers the step definitions and the
+:class:`~conformance.runtime.Runtime`, and sets the report defaults under ``reports/``.
+"""
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import pytest
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+STEP_MODULES = (
+    "conformance.fixtures",
+    "conformance.steps.sessions",
+    "conformance.steps.handshake",
+    "conformance.steps.notifications",
+    "conformance.steps.pushes",
+    "conformance.steps.overload",
+    "conformance.steps.malformed",
+    "conformance.steps.security",
+    "conformance.steps.restart",
+)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("aoi", "AOI conformance")
     group.addoption("--target", help="AOI-2 URL of the AOI Server under test (ws:// or wss://)")
+    group.addoption("--target-http", help="AOI-3 base URL of the target (default: from --target)")
     group.addoption("--target-client", help="command that starts the AOI Client under test")
     group.addoption("--ixit", help="IXIT/ICS file (TOML) describing the target")
     group.addoption(
         "--requirement", action="append", default=[], help="run only scenarios proving this ID"
     )
-    group.addoption("--timeout-scale", type=float, default=1.0, help="multiply every timeout")
+    # ``--feature NAME`` (run only features/NAME.feature) is pytest-bdd's own option, which
+    # pytest-bdd reads only with --generate-missing; the suite filters by it otherwise.
+    group.addoption(
+        "--timeout-scale", type=float, default=None, help="multiply every timeout (default 1)"
+    )
+    group.addoption("--reports-dir", default=None, help="where reports go (default: reports/)")
+
+
+def is_active(config: pytest.Config) -> bool:
+    """Whether this run is the conformance suite's."""
+    if any(config.getoption(o) for o in ("--target", "--ixit", "--target-client")):
+        return True
+    base = config.invocation_params.dir
+    for arg in config.invocation_params.args:
+        if arg.startswith("-"):
+            continue
+        path = (base / arg.split("::", 1)[0]).resolve()
+        if path == PACKAGE_DIR or PACKAGE_DIR in path.parents:
+            return True
+    return False
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    if not is_active(config):
+        return
+    if config.getoption("--target-client"):
+        raise pytest.UsageError("client mode (--target-client) is not available in this suite yet")
+    reports = Path(config.getoption("--reports-dir") or config.rootpath / "reports").resolve()
+    reports.mkdir(parents=True, exist_ok=True)
+    if not config.option.collectonly:  # what an earlier run left would mix with this one's
+        for stale in ("wire", "embedded"):
+            shutil.rmtree(reports / stale, ignore_errors=True)
+    # Defaults read by junitxml and allure-pytest-bdd in their own pytest_configure,
+    # which run after this one (tryfirst).
+    if not getattr(config.option, "xmlpath", None):
+        config.option.xmlpath = str(reports / "junit.xml")
+    if hasattr(config.option, "allure_report_dir") and not config.option.allure_report_dir:
+        config.option.allure_report_dir = str(reports / "allure-results")
+        config.option.clean_alluredir = True
+
+    from conformance.registry import load_registry
+    from conformance.runtime import DISRUPTIVE, RUNTIME_NAME
+
+    registry = load_registry()
+    for req in registry.requirements.values():
+        config.addinivalue_line(
+            "markers", f"{req.id}: {req.level} [{'/'.join(req.roles)}] {req.text}"
+        )
+    config.addinivalue_line("markers", f"{DISRUPTIVE}: leaves the target changed; runs last")
+
+    runtime = _runtime(config, registry, reports)
+    config.pluginmanager.register(runtime, RUNTIME_NAME)
+    for module in STEP_MODULES:
+        config.pluginmanager.import_plugin(module)
+
+
+def _runtime(config: pytest.Config, registry: object, reports: Path) -> object:
+    from conformance.embedded import EmbeddedReference, embedded_ixit
+    from conformance.ixit import IxitError, load_ixit
+    from conformance.runtime import Runtime
+    from conformance.targets import ExternalTargets
+
+    target = config.getoption("--target")
+    ixit_path = config.getoption("--ixit")
+    try:
+        if ixit_path is None and target is None:
+            ixit = embedded_ixit()
+            scale = config.getoption("--timeout-scale") or ixit.timeout_scale
+            return Runtime(
+                config=config,
+                registry=registry,  # type: ignore[arg-type]
+                ixit=ixit,
+                targets=EmbeddedReference(ixit, reports / "embedded", timeout_scale=scale),
+                mode="embedded",
+                target_label="embedded reference AOI Server (python -m aoi server)",
+                timeout_scale=scale,
+                reports_dir=reports,
+            )
+        if ixit_path is None:
+            raise IxitError("--target needs --ixit: the suite needs test credentials")
+        ixit = load_ixit(Path(ixit_path))
+        if target:
+            ixit = ixit.with_target(target, config.getoption("--target-http"))
+        ixit.endpoint("main")
+    except IxitError as e:
+        raise pytest.UsageError(f"IXIT: {e}") from e
+    scale = config.getoption("--timeout-scale") or ixit.timeout_scale
+    return Runtime(
+        config=config,
+        registry=registry,  # type: ignore[arg-type]
+        ixit=ixit,
+        targets=ExternalTargets(ixit, timeout_scale=scale),
+        mode="server",
+        target_label=ixit.endpoint("main").aoi2,
+        timeout_scale=scale,
+        reports_dir=reports,
+    )

@@ -1,0 +1,309 @@
+"""The reference AOI Server under load: memory per idle session, throughput, latency.
+
+    python -m bench.server [--sessions 5000,10000,20000] [--clients 100] [--rate 1000]
+                           [--seconds 5] [--only memory throughput latency]
+
+Each measurement starts a fresh ``aoi server`` process (SQLite store with synchronous=FULL,
+as shipped) and drives it from separate load-generator processes (:mod:`bench.loadgen`), so
+neither their memory nor their CPU is the server's. Prints one JSON document.
+
+- memory: VmRSS of the server before and after N authenticated idle sessions (hello,
+  welcome, register one app); per session = delta / N. Target <= 16 KB.
+- throughput: ``--clients`` sessions acking everything, pushers in closed loop on keep-alive
+  connections; notifications acked at the clients per second. Target >= 10,000/s.
+- latency: pushes at a fixed ``--rate``; per notification, the client's receipt minus the
+  pusher's 201 (``time.monotonic`` is one clock for every process). Target p99 < 10 ms.
+  ``--rate 250,500,1000`` measures each rate in turn.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any
+
+from .loadgen import percentiles, raise_nofile
+
+ROOT = Path(__file__).resolve().parent.parent
+KEY = "bench-key-0123456789"
+APP = "com.example.bench"
+SOURCES = ",".join(f"127.0.0.{n}" for n in range(2, 10))
+PER_PROCESS = 2500  # sessions per load-generator process
+FD_MARGIN = 64  # descriptors the server needs besides its sessions
+
+
+def config(clients: int) -> str:
+    lines = [
+        '[server]\nid = "bench"\nlisten = "127.0.0.1:0"\ndb = "bench.db"\nkeepalive_s = 3600',
+        "handshake_timeout_s = 60",
+        "[overload]\nmax_sessions = 1000000\nhello_rate_per_s = 1000000.0\nhello_burst = 1000000",
+        "max_loop_lag_ms = 1000000.0\nmax_store_backlog = 1000000",
+        f'[[server_apps]]\nname = "bench"\nkey = "{KEY}"\napp_ids = ["{APP}"]',
+        "rate_per_s = 10000000.0\nburst = 10000000",
+    ]
+    lines += [
+        f'[[clients]]\nclient_id = "dev-{n}"\ncredential = "secret-{n}"' for n in range(clients)
+    ]
+    return "\n".join(lines) + "\n"
+
+
+@contextmanager
+def server(folder: Path, clients: int) -> Iterator[tuple[subprocess.Popen[bytes], dict[str, str]]]:
+    for old in folder.glob("bench.db*"):
+        old.unlink()
+    (folder / "server.toml").write_text(config(clients))
+    ready = folder / "ready.json"
+    ready.unlink(missing_ok=True)
+    with (folder / "server.log").open("ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "aoi", "server", "--config", str(folder / "server.toml"),
+             "--ready-file", str(ready), "--log-level", "warning"],
+            stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
+        )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while not ready.exists():
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the server did not start; see {folder / 'server.log'}")
+            time.sleep(0.05)
+        yield process, json.loads(ready.read_text())
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def pressure() -> dict[str, float]:
+    """Share of the last 10 s in which some task waited for a CPU / for I/O (PSI): the
+    machine is shared, and a busy neighbour shows here."""
+    found = {}
+    for kind in ("cpu", "io"):
+        try:
+            first = Path(f"/proc/pressure/{kind}").read_text().split()[1]
+            found[kind] = float(first.partition("=")[2])
+        except (OSError, IndexError, ValueError):
+            pass
+    return found
+
+
+def rss_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError("no VmRSS")
+
+
+def cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def spawn(role: str, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "bench.loadgen", role, *args],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT,
+    )  # fmt: skip
+
+
+def line(process: subprocess.Popen[str]) -> dict[str, Any]:
+    assert process.stdout is not None
+    text = process.stdout.readline()
+    if not text:
+        raise RuntimeError(f"load generator {process.args} exited with {process.wait()}")
+    document: dict[str, Any] = json.loads(text)
+    return document
+
+
+def clients(aoi2: str, first: int, count: int, *extra: str) -> subprocess.Popen[str]:
+    return spawn(
+        "clients", "--aoi2", aoi2, "--first", str(first), "--count", str(count),
+        "--sources", SOURCES, "--app-id", APP, *extra,
+    )  # fmt: skip
+
+
+def finish(process: subprocess.Popen[str]) -> dict[str, Any]:
+    stdin: IO[str] | None = process.stdin
+    assert stdin is not None
+    stdin.close()
+    done = line(process)
+    process.wait(timeout=30)
+    return done
+
+
+# --- memory ------------------------------------------------------------------------------
+
+
+def memory(folder: Path, steps: list[int]) -> dict[str, Any]:
+    hard = raise_nofile()
+    limit = hard - FD_MARGIN
+    wanted = sorted(steps)
+    steps = sorted({min(n, limit) for n in wanted})
+    started = time.monotonic()
+    results: dict[str, Any] = {"fd_hard_limit": hard, "steps": []}
+    if steps[-1] < wanted[-1]:
+        results["note"] = (
+            f"{wanted[-1]} sessions need more descriptors than the hard RLIMIT_NOFILE "
+            f"({hard}) allows and it cannot be raised here: measured at {steps[-1]}"
+        )
+    held: list[tuple[subprocess.Popen[str], int]] = []  # load generators and their sessions
+    with server(folder, steps[-1] + 100) as (process, here):
+        try:
+            warm = clients(here["aoi2"], steps[-1], 100)  # first-use costs, not per session
+            assert line(warm)["failed"] == 0
+            finish(warm)
+            time.sleep(1.0)
+            base = rss_kb(process.pid)
+            results["baseline_rss_kb"] = base
+            for target in steps:
+                began, opened = time.monotonic(), sum(n for _, n in held)
+                batch = []
+                while opened < target:
+                    count = min(PER_PROCESS, target - opened)
+                    batch.append((clients(here["aoi2"], opened, count), count))
+                    opened += count
+                failed = sum(line(p)["failed"] for p, _ in batch)
+                held.extend(batch)
+                connect_s = time.monotonic() - began
+                time.sleep(2.0)
+                rss = rss_kb(process.pid)
+                results["steps"].append({
+                    "sessions": target, "failed": failed, "rss_kb": rss, "delta_kb": rss - base,
+                    "per_session_kb": round((rss - base) / target, 2),
+                    "new_sessions_per_s": round(sum(n for _, n in batch) / connect_s),
+                })  # fmt: skip
+                print(json.dumps(results["steps"][-1]), file=sys.stderr)
+        finally:
+            results["sessions_lost"] = sum(finish(p)["sessions_lost"] for p, _ in held)
+    results["seconds"] = round(time.monotonic() - started, 1)
+    return results
+
+
+# --- throughput and latency --------------------------------------------------------------
+
+
+def load(
+    folder: Path, sessions: int, pushers: int, connections: int, rate: float, seconds: float
+) -> dict[str, Any]:
+    """``rate`` 0: closed loop (throughput), else a fixed rate split over the pushers."""
+    started = time.monotonic()
+    record = rate > 0
+    with server(folder, sessions) as (process, here):
+        holder = clients(here["aoi2"], 0, sessions, *(["--record"] if record else []))
+        ready = line(holder)
+        assert ready["failed"] == 0, ready
+        tokens = folder / "tokens.json"
+        tokens.write_text(json.dumps(ready["tokens"]))
+        warmup = 1.5
+        begin = time.monotonic() + 1.0  # time to connect
+        window = (begin + warmup, begin + warmup + seconds)
+        assert holder.stdin is not None
+        holder.stdin.write(json.dumps({"start": window[0], "end": window[1]}) + "\n")
+        holder.stdin.flush()
+        procs = [
+            spawn("pusher", "--http", here["http"], "--key", KEY, "--tokens", str(tokens),
+                  "--connections", str(connections), "--rate", str(rate / pushers),
+                  "--begin", str(begin), "--start", str(window[0]), "--end", str(window[1]),
+                  *(["--record"] if record else []))
+            for _ in range(pushers)
+        ]  # fmt: skip
+        time.sleep(max(0.0, window[0] - time.monotonic()))
+        watched = [process, holder, *procs]
+        cpu_before = [cpu_s(p.pid) for p in watched]
+        time.sleep(max(0.0, window[1] - time.monotonic()))
+        cpu = [
+            round((cpu_s(p.pid) - c) / seconds, 2) for p, c in zip(watched, cpu_before, strict=True)
+        ]
+        pushed = [line(p) for p in procs]
+        for p in procs:
+            p.wait(timeout=30)
+        time.sleep(1.0)  # the last deliveries
+        done = finish(holder)
+        rss = rss_kb(process.pid)
+    result: dict[str, Any] = {
+        "pressure": pressure(), "sessions": sessions, "pushers": pushers,
+        "connections_per_pusher": connections, "window_s": seconds,
+        "accepted_per_s": round(sum(p["accepted_in_window"] for p in pushed) / seconds),
+        "acked_per_s": round(done["acked_in_window"] / seconds),
+        "server_cpu_cores": cpu[0], "clients_cpu_cores": cpu[1], "pushers_cpu_cores": cpu[2:],
+        "server_rss_kb": rss,
+        "statuses": sum_counts(p["statuses"] for p in pushed),
+        "late_pushes": sum(p["late"] for p in pushed), "sessions_lost": done["sessions_lost"],
+    }  # fmt: skip
+    if record:
+        result.update(latencies(pushed, done["receipts"]))
+    result["seconds"] = round(time.monotonic() - started, 1)
+    return result
+
+
+def sum_counts(counts: Any) -> dict[str, int]:
+    total: dict[str, int] = {}
+    for c in counts:
+        for k, v in c.items():
+            total[k] = total.get(k, 0) + v
+    return total
+
+
+def latencies(pushed: list[dict[str, Any]], receipts: dict[str, list[float]]) -> dict[str, Any]:
+    accepted: dict[str, float] = {}
+    for p in pushed:
+        accepted.update(p["accepted"])
+    after_201 = sorted(receipts[i][0] - t for i, t in accepted.items() if i in receipts)
+    end_to_end = sorted(receipts[i][0] - receipts[i][1] for i in accepted if i in receipts)
+    return {
+        "latency_201_to_receipt_ms": percentiles(after_201),
+        "latency_push_sent_to_receipt_ms": percentiles(end_to_end),
+        "receipt_before_201_seen": sum(v < 0 for v in after_201),
+        "not_received": sum(i not in receipts for i in accepted),
+        "push_round_trip_ms": [p["round_trip_ms"] for p in pushed],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sessions", default="5000,10000,20000")
+    parser.add_argument("--clients", type=int, default=100)
+    parser.add_argument("--pushers", type=int, default=2, help="pusher processes (throughput)")
+    parser.add_argument("--connections", type=int, default=64, help="per pusher (throughput)")
+    parser.add_argument("--rate", default="1000", help="pushes/s for latency; a list: one run each")
+    parser.add_argument("--latency-connections", type=int, default=64)
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--only", nargs="+", default=["memory", "throughput", "latency"])
+    parser.add_argument("--dir", help="where the server's files go (default: a temporary one)")
+    args = parser.parse_args()
+    raise_nofile()
+    report: dict[str, Any] = {
+        "cpus": os.cpu_count(), "load_average_before": os.getloadavg(),
+        "pressure_before": pressure(),
+    }  # fmt: skip
+    with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
+        folder = Path(tmp)
+        if "memory" in args.only:
+            report["memory"] = memory(folder, [int(n) for n in args.sessions.split(",")])
+        if "throughput" in args.only:
+            report["throughput"] = load(
+                folder, args.clients, args.pushers, args.connections, 0, args.seconds
+            )
+        if "latency" in args.only:
+            report["latency"] = [
+                load(folder, args.clients, 1, args.latency_connections, float(rate), args.seconds)
+                for rate in args.rate.split(",")
+            ]
+    report["load_average_after"] = os.getloadavg()
+    report["pressure_after"] = pressure()
+    print(json.dumps(report, indent=1))
+
+
+if __name__ == "__main__":
+    main()
