@@ -99,6 +99,14 @@ class Env:
         await peer.send(**frame)
         return peer, await peer.receive()
 
+    async def offline(self, client: int = 1) -> tuple[str, str]:
+        """A client that registered the chat app and left: its endpoint and session id."""
+        peer, welcome = await self.hello(client)
+        endpoint = (await peer.register())["endpoint"]
+        await peer.send(type="bye")
+        await peer.closed()
+        return endpoint, welcome["session"]
+
     async def push(
         self, endpoint: str, payload: str = "hi", *, key: str = KEY, **body: Any
     ) -> httpx.Response:

@@ -24,11 +24,7 @@ def test_push_is_delivered_acked_and_reported(tmp_path: Path) -> None:
             assert notify["type"] == "notify"
             assert (notify["id"], notify["payload"]) == (accepted["id"], "hello app")
             await peer.send(type="ack", ids=[notify["id"]])
-            with trio.fail_after(5):  # acks reach the store in batches, a moment later
-                while (report := await env.report(response.headers["location"]))[
-                    "status"
-                ] != "delivered":
-                    await trio.sleep(0.01)
+            report = await env.settled(response.headers["location"], "delivered")
             assert report["delivered_at"] >= report["created_at"]
 
     trio.run(main)
@@ -37,15 +33,12 @@ def test_push_is_delivered_acked_and_reported(tmp_path: Path) -> None:
 def test_offline_client_gets_its_queue_on_resume_in_priority_order(tmp_path: Path) -> None:
     async def main() -> None:
         async with running(config(tmp_path)) as env:
-            peer, welcome = await env.hello()
-            endpoint = (await peer.register())["endpoint"]
-            await peer.send(type="bye")
-            await peer.closed()
+            endpoint, session = await env.offline()
             for n in range(3):
                 assert (await env.push(endpoint, f"normal-{n}")).status_code == 201
             assert (await env.push(endpoint, "urgent", priority="high")).status_code == 201
-            peer, again = await env.hello(session=welcome["session"])
-            assert again["resumed"] is True and again["session"] == welcome["session"]
+            peer, again = await env.hello(session=session)
+            assert again["resumed"] is True and again["session"] == session
             payloads = [(await peer.receive())["payload"] for _ in range(4)]
             assert payloads == ["urgent", "normal-0", "normal-1", "normal-2"]
 
@@ -70,14 +63,11 @@ def test_unacked_notification_is_redelivered_on_the_next_connection(tmp_path: Pa
 def test_expired_notifications_never_arrive(tmp_path: Path) -> None:
     async def main() -> None:
         async with running(config(tmp_path)) as env:
-            peer, welcome = await env.hello()
-            endpoint = (await peer.register())["endpoint"]
-            await peer.send(type="bye")
-            await peer.closed()
+            endpoint, session = await env.offline()
             short = await env.push(endpoint, "short-lived", ttl_s=1)
             assert (await env.push(endpoint, "long-lived", ttl_s=600)).status_code == 201
             await trio.sleep(1.2)
-            peer, _ = await env.hello(session=welcome["session"])
+            peer, _ = await env.hello(session=session)
             assert (await peer.receive())["payload"] == "long-lived"
             await env.settled(short.headers["location"], "expired")
 

@@ -58,10 +58,7 @@ def test_rate_limit_answers_429_with_retry_after(tmp_path: Path) -> None:
 def test_cancel_and_collapse_act_on_undelivered_only(tmp_path: Path) -> None:
     async def main() -> None:
         async with running(config(tmp_path)) as env:
-            peer, welcome = await env.hello()
-            endpoint = (await peer.register())["endpoint"]
-            await peer.send(type="bye")
-            await peer.closed()
+            endpoint, session = await env.offline()
             cancelled = await env.push(endpoint, "cancel me")
             gone = await env.http.delete(
                 env.here.http + cancelled.headers["location"],
@@ -70,7 +67,7 @@ def test_cancel_and_collapse_act_on_undelivered_only(tmp_path: Path) -> None:
             assert gone.status_code == 200 and gone.json()["status"] == "cancelled"
             old = await env.push(endpoint, "score 1-0", collapse_key="score")
             assert (await env.push(endpoint, "score 2-0", collapse_key="score")).status_code == 201
-            peer, _ = await env.hello(session=welcome["session"])
+            peer, _ = await env.hello(session=session)
             notify = await peer.receive()
             assert notify["payload"] == "score 2-0"
             assert (await env.report(old.headers["location"]))["status"] == "cancelled"
