@@ -1,0 +1,252 @@
+"""The faults of the broken targets: each one breaks ONE behaviour of the reference server.
+
+A fault is a function that monkeypatches the reference (``aoi``) in the process that is
+about to run ``aoi.server.cli.main``; :mod:`tests.suite.broken.serve` applies one by name.
+Faults patch seams that are meant to stay (public methods, or clearly named ones such as
+``Aoi2Endpoint._refusal`` and ``PushApi._push``) and wrap the original wherever they can,
+so that everything else the server does stays the reference's. Each docstring says what
+the fault breaks and why it is the fault the issue asks for.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import secrets
+from collections.abc import Callable
+from typing import Any
+
+FAULTS: dict[str, Callable[[], None]] = {}
+
+
+def fault(patch: Callable[[], None]) -> Callable[[], None]:
+    FAULTS[patch.__name__] = patch
+    return patch
+
+
+@fault
+def accepts_overloaded() -> None:
+    """Accepts an overloaded client: the overload control admits every valid hello.
+
+    ``OverloadControl.admit_hello`` is where a server with ``max_sessions`` sessions turns a
+    valid client away with ``reject{overloaded}`` (AOI-OLC-002); here it never refuses, so
+    a full server welcomes one session more. Health still reports the load (AOI-OLC-013
+    holds): only the refusal at ``hello`` is gone.
+    """
+    from aoi.core.overload import OverloadControl
+
+    def admit_hello(self: OverloadControl, now: float, load: Any) -> None:
+        return None
+
+    OverloadControl.admit_hello = admit_hello  # type: ignore[method-assign,assignment]
+
+
+@fault
+def overloaded_as_invalid_credentials() -> None:
+    """Answers overload as ``invalid_credentials``: a valid client refused for load is told
+    its credentials are wrong (close code 4001, no ``retry_after_s``, no alternates).
+
+    AOI-OLC-002 requires the overload refusal to be distinct from ``invalid_credentials``
+    and ``forbidden``, so that a client fails over instead of giving up (AOI-OLC-009). The
+    decision to refuse is the reference's; only the reason on the wire is wrong.
+    """
+    from aoi.core.messages import Reject, RejectReason
+    from aoi.server.aoi2 import Aoi2Endpoint
+
+    original = Aoi2Endpoint._refusal
+
+    def _refusal(self: Aoi2Endpoint, hello: Any, remote: str, now: float) -> Reject | None:
+        refusal = original(self, hello, remote, now)
+        if refusal is not None and refusal.reason == RejectReason.OVERLOADED:
+            return Reject(reason=RejectReason.INVALID_CREDENTIALS, detail="not now")
+        return refusal
+
+    Aoi2Endpoint._refusal = _refusal  # type: ignore[method-assign]
+
+
+@fault
+def drops_under_overload() -> None:
+    """Drops notifications under overload: while the server reports itself overloaded, a
+    push is answered 201 with an id and then silently thrown away (never delivered).
+
+    AOI-OLC-004 requires that established sessions keep receiving notifications while the
+    server refuses new ones, and that no accepted notification is lost. A server that
+    sheds work by losing what it already promised is exactly what it rules out.
+    """
+    from aoi.net.http import Request, Response
+    from aoi.server.push_api import PushApi
+
+    original = PushApi._push
+
+    async def _push(self: PushApi, request: Request, token: str) -> Response:
+        response = await original(self, request, token)
+        if response.status == 201 and self.load.status() != "ok":
+            self.hub.cancel(_json_body(response)["id"])  # gone from memory: never sent
+        return response
+
+    PushApi._push = _push  # type: ignore[method-assign]
+
+
+@fault
+def short_tokens() -> None:
+    """Shortens tokens: registrations get tokens of 64 random bits (11 base64url
+    characters) instead of 192.
+
+    AOI-APP-002 requires tokens to be unguessable, at least 128 random bits: a 64-bit token
+    can be found by a server app (or anyone who can reach AOI-3) by guessing. Everything
+    else about the tokens (one per client and app, random, bound to the client) holds.
+    """
+    import aoi.server.hub
+
+    def new_token() -> str:
+        return secrets.token_urlsafe(8)
+
+    aoi.server.hub.new_token = new_token
+
+
+@fault
+def reused_tokens() -> None:
+    """Reuses tokens: every client that registers an app gets the token the first client
+    got for that app (the server keeps one token per app), so tokens are not bound to one
+    client and app.
+
+    AOI-APP-002 requires a token bound to one client and app; a shared token lets one
+    client's notifications go to another and makes unregistering ambiguous. The shared
+    token stays bound to its first client on AOI-3: pushes to it reach that client only.
+    """
+    from aoi.server.hub import Hub
+
+    original = Hub.register
+
+    async def register(self: Hub, client_id: str, app_id: str, now: float) -> str | None:
+        mine = self.clients.get(client_id)
+        if mine is None or app_id not in mine.tokens:
+            for registration in self.registrations.values():  # the active ones
+                if registration.app_id == app_id and registration.client_id != client_id:
+                    self._client(client_id).tokens[app_id] = registration.token
+                    return registration.token
+        return await original(self, client_id, app_id, now)
+
+    Hub.register = register  # type: ignore[method-assign]
+
+
+@fault
+def never_expires() -> None:
+    """Never expires: TTLs are ignored, so a notification whose TTL passed stays queued
+    (its report never says ``expired``) and is delivered when its client comes back.
+
+    AOI-DEL-004 requires that expired notifications are never delivered and report
+    ``expired``. Both places where the reference expires notifications are disabled: the
+    sweep of the store (``SqliteStore.expire``) and the check of ``Hub.pump`` before
+    sending, which here sees an expired notification as one with a second left.
+    """
+    from aoi.server.hub import Hub, Link
+    from aoi.server.store import SqliteStore
+
+    async def expire(self: SqliteStore, now: float) -> list[str]:
+        return []
+
+    original_pump = Hub.pump
+
+    def pump(self: Hub, link: Link, now: float, wall: float) -> list[str]:
+        client = self.clients[link.client_id]
+        for n in list(client.pending.values()):
+            if n.expires_at <= wall:
+                kept = dataclasses.replace(n, expires_at=wall + 1)
+                client.pending[n.id] = self.notifications[n.id] = kept
+        return original_pump(self, link, now, wall)
+
+    SqliteStore.expire = expire  # type: ignore[method-assign]
+    Hub.pump = pump  # type: ignore[method-assign]
+
+
+@fault
+def wrong_app() -> None:
+    """Delivers to the wrong app: a notification for one app of a client that has several
+    goes out for another of its apps (the first other app id in sorted order), with that
+    app's token and app id; a client with one app gets it right.
+
+    AOI-DEL-002 requires that a notification reaches only the addressed app of the
+    addressed client: on the client, AOI-1 hands a notify to the app its ``app_id`` and
+    ``token`` name, so this one reaches an app that was not addressed.
+    """
+    from aoi.server.hub import Hub
+    from aoi.server.store import StoredNotification
+
+    original = Hub.accept
+
+    async def accept(self: Hub, notification: StoredNotification, replaces: list[str]) -> None:
+        client = self.clients.get(notification.client_id)
+        others = sorted(a for a in (client.tokens if client else {}) if a != notification.app_id)
+        if client is not None and others:
+            wrong = others[0]
+            notification = dataclasses.replace(
+                notification, app_id=wrong, token=client.tokens[wrong]
+            )
+        await original(self, notification, replaces)
+
+    Hub.accept = accept  # type: ignore[method-assign]
+
+
+@fault
+def ignores_acks() -> None:
+    """Ignores acks and never redelivers: a notification counts as done once it was sent
+    (fire and forget); acks change nothing, so no report ever says ``delivered``.
+
+    AOI-DEL-003 requires delivery at least once on the wire: an unacked notification is
+    sent again on the next connection. Here what was sent is forgotten at once (the sent
+    ids are dropped as if acked, right after ``Hub.pump`` hands them to the session), and
+    the client's real acks are ignored (``Hub.acked`` finds nothing).
+    """
+    from aoi.server.hub import Hub, Link
+
+    original_pump, original_acked = Hub.pump, Hub.acked
+
+    def pump(self: Hub, link: Link, now: float, wall: float) -> list[str]:
+        before = set(link.session.in_flight)
+        expired = original_pump(self, link, now, wall)
+        sent = tuple(i for i in link.session.in_flight if i not in before)
+        original_acked(self, link.client_id, sent)  # forgotten, and never reported
+        return expired
+
+    def acked(self: Hub, client_id: str, ids: tuple[str, ...]) -> list[Any]:
+        return []
+
+    Hub.pump = pump  # type: ignore[method-assign]
+    Hub.acked = acked  # type: ignore[method-assign]
+
+
+@fault
+def cross_app_push() -> None:
+    """Lets a server app push to another app's token: any valid server-app key may push to
+    every token on the server (the key is identified, its apps are not checked).
+
+    AOI-SEC-001 requires that server apps push only to tokens of their own apps (403
+    otherwise). Authentication (401) stays: only the authorisation is gone.
+    """
+    from aoi.server.credentials import ServerApp, ServerAppKeys
+
+    original = ServerAppKeys.identify
+
+    def identify(self: ServerAppKeys, key: str) -> ServerApp | None:
+        app = original(self, key)
+        if app is None:
+            return None
+        every = frozenset().union(*(a.app_ids for a in self._by_digest.values()))
+        return dataclasses.replace(app, app_ids=every)
+
+    ServerAppKeys.identify = identify  # type: ignore[method-assign]
+
+
+def _json_body(response: Any) -> dict[str, Any]:
+    import json
+
+    return dict(json.loads(response.body))
+
+
+def apply(name: str) -> None:
+    """Patch the reference with the fault ``name`` (before the server is built)."""
+    try:
+        patch = FAULTS[name]
+    except KeyError:
+        raise SystemExit(f"unknown fault {name!r}; faults: {', '.join(FAULTS)}") from None
+    patch()

@@ -1,0 +1,248 @@
+"""Broken targets: the suite FAILs exactly the requirements a fault breaks, PASSes the rest.
+
+Each variant is the reference server with ONE fault injected by
+``tests/suite/broken/serve.py`` (the faults: ``tests/suite/broken/faults.py``), started for
+every profile of the embedded run (the same configurations and the same IXIT: overload by
+``max_sessions``, shedding, TLS, ...) and certified by the whole suite in server mode, in a
+subprocess. The requirements each fault must FAIL are declared here, with why; every other
+requirement the ICS makes applicable must PASS, the rest (role C) be N/A. Blocked ones are
+declared too: a requirement whose scenario the fault stops before it can judge it is ERROR
+("not certified"), by design. A variant the suite does not judge right yet names the
+suite's defect and is a strict xfail: it fails once the suite is fixed, to be unmarked.
+
+The variants run two at a time in the background, started by the first test that needs
+one; their servers (seven per variant, one per profile) are forked by one fork server that
+imported the reference once. The module takes about half the sum of its runs.
+"""
+
+from __future__ import annotations
+
+import shlex
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import pytest
+from conformance.ixit import load_ixit, render_ixit
+from conformance.registry import load_registry
+from conformance.verdicts import Verdict
+
+from tests.suite.broken.faults import FAULTS
+from tests.suite.harness import SuiteRun, run_suite, target
+
+SERVE = Path(__file__).resolve().parent / "broken" / "serve.py"
+PROFILES = ("main", "overload", "shedding", "tls", "hello_limit", "restart", "push_overload")
+PARALLEL = 2  # suite runs at a time: a run mostly waits (keepalive, TTLs, timeouts)
+
+
+@dataclass(frozen=True)
+class Variant:
+    fault: str
+    fails: Mapping[str, str]  # requirement -> how the fault breaks it
+    # requirement -> why a scenario of it cannot be judged with the fault (ERROR, by design)
+    blocked: Mapping[str, str] = field(default_factory=dict)
+    suite_defect: str = ""  # why the suite does not judge it so yet (the test is xfail)
+
+
+VARIANTS = (
+    Variant(
+        "accepts_overloaded",
+        fails={"AOI-OLC-002": "a full server welcomes client C instead of reject{overloaded}"},
+        blocked={"AOI-OLC-003": "its only scenario judges the overload reject, which never comes"},
+    ),
+    Variant(
+        "overloaded_as_invalid_credentials",
+        fails={"AOI-OLC-002": "a full server refuses valid client C as invalid_credentials, 4001"},
+        blocked={"AOI-OLC-003": "its only scenario needs an overload reject, C gets another one"},
+    ),
+    Variant(
+        "drops_under_overload",
+        fails={"AOI-OLC-004": "pushes to held client A answered 201 while full never reach it"},
+    ),
+    Variant(
+        "short_tokens",
+        fails={
+            "AOI-APP-002": "tokens of 64 bits (11 characters) are below the 128 required",
+            "AOI-GEN-002": "registered and notify carry tokens that schemas/ refuses (22+ chars)",
+            "AOI-GEN-001": "the whole path delivers a notify that is not valid AOI-2 (its token)",
+            "AOI-APP-003": "the server's own schema check refuses unregister with its 11-char "
+            "token (invalid_message): the app cannot unregister",
+        },
+        suite_defect="an invalid frame (AOI-GEN-002, ambient) stops every scenario that "
+        "registers: APP-002 and 17 others are ERROR (blocked), not judged",
+    ),
+    Variant(
+        "reused_tokens",
+        fails={"AOI-APP-002": "clients A and B get the same tokens for apps one and two"},
+        blocked={
+            "AOI-DEL-002": "B's marker, pushed to the token B shares with A, reaches A: the "
+            "scenario stops at a precondition before it judges what B received",
+        },
+        suite_defect="a requirement with checks that held before a precondition stopped its "
+        "scenario is PASS, though its later checks never ran (DEL-002 here)",
+    ),
+    Variant(
+        "never_expires",
+        fails={"AOI-DEL-004": "a notification past its TTL (0 s, 1 s) never reports expired"},
+    ),
+    Variant(
+        "wrong_app",
+        fails={
+            "AOI-DEL-002": "'for A and one' reaches client A for app two, not one",
+            "AOI-GEN-001": "A keeps app two from the DEL-002 scenario (server state carries "
+            "over): 'end to end' for app one arrives for app two, not as pushed",
+        },
+    ),
+    Variant(
+        "ignores_acks",
+        fails={
+            "AOI-DEL-003": "an unacked notification is not redelivered on resumption",
+            "AOI-DEL-005": "an acked notification never reports delivered: acks are ignored",
+            "AOI-GEN-001": "the whole path ends with a report that says delivered: never",
+        },
+        blocked={
+            "AOI-DEL-011": "'a delivered notification cannot be cancelled' needs a report "
+            "that says delivered first, which never comes",
+        },
+    ),
+    Variant(
+        "cross_app_push",
+        fails={"AOI-SEC-001": "server app 'other' pushes to a token of app one: 201, not 403"},
+    ),
+)
+
+
+def test_every_fault_has_a_variant_and_says_what_it_breaks() -> None:
+    assert sorted(v.fault for v in VARIANTS) == sorted(FAULTS)
+    registry = load_registry()
+    for name, patch in FAULTS.items():
+        assert patch.__doc__ and len(patch.__doc__.split()) > 20, name
+    for variant in VARIANTS:
+        for req in (*variant.fails, *variant.blocked):
+            assert req in registry.requirements, (variant.fault, req)
+            assert "S" in registry[req].roles, (variant.fault, req)
+        assert variant.fails, variant.fault
+        assert not set(variant.fails) & set(variant.blocked), variant.fault
+
+
+@dataclass
+class BrokenRun:
+    run: SuiteRun
+    seconds: float
+    workdir: Path
+
+
+def certify_broken(fault: str, workdir: Path, zygote: Path) -> BrokenRun:
+    """Start every profile of the embedded run with ``fault`` injected (forked by the fork
+    server at ``zygote``), run the whole suite against them in server mode."""
+    started = time.monotonic()
+    control = workdir / "control"
+    serve = (sys.executable, str(SERVE), fault, "--zygote", str(zygote))
+    with target(workdir, PROFILES, command=(*serve, "--control", str(control), "--")) as path:
+        # The crash-and-restart scenario needs a [restart] command (harness.target gives none).
+        restart = shlex.join([*serve[:2], "--restart", str(control / "restart.json")])
+        ixit = replace(load_ixit(path), restart_command=restart)
+        path.write_text(render_ixit(ixit), encoding="utf-8")
+        run = run_suite(workdir / "reports", "--ixit", str(path))
+    return BrokenRun(run, round(time.monotonic() - started, 1), workdir)
+
+
+@contextmanager
+def fork_server(workdir: Path) -> Iterator[Path]:
+    """The fork server of ``serve.py --zygote``: the reference imported once for every
+    server of every variant. Yields its socket once it listens."""
+    socket = workdir / "zygote.sock"
+    with (workdir / "zygote.log").open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, str(SERVE), "--zygote", str(socket)],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while not socket.exists():
+            assert process.poll() is None, (workdir / "zygote.log").read_text()
+            assert time.monotonic() < deadline, "the fork server did not listen in 60 s"
+            time.sleep(0.05)  # it says it listens only by the socket appearing
+        yield socket
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def broken_runs(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, Future[BrokenRun]]]:
+    """The runs of the variants selected in this session, started at once, PARALLEL at a
+    time, in the order the tests will ask for them."""
+    wanted = [
+        item.callspec.params["variant"].fault
+        for item in request.session.items
+        if item.module is request.module and hasattr(item, "callspec")
+    ]
+    with (
+        fork_server(tmp_path_factory.mktemp("zygote")) as zygote,
+        ThreadPoolExecutor(PARALLEL, thread_name_prefix="broken") as pool,
+    ):
+        runs = {
+            f: pool.submit(certify_broken, f, tmp_path_factory.mktemp(f), zygote) for f in wanted
+        }
+        try:
+            yield runs
+        finally:
+            for future in runs.values():
+                future.cancel()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "variant",
+    [
+        pytest.param(
+            v,
+            id=v.fault,
+            marks=[pytest.mark.xfail(reason=f"suite defect: {v.suite_defect}", strict=True)]
+            if v.suite_defect
+            else [],
+        )
+        for v in VARIANTS
+    ],
+)
+def test_the_suite_fails_exactly_what_the_fault_breaks(
+    variant: Variant, broken_runs: dict[str, Future[BrokenRun]]
+) -> None:
+    broken = broken_runs[variant.fault].result()
+    run = broken.run
+    assert run.statement, f"no statement:\n{run.output[-3000:]}"
+    assert run.statement["run"]["complete"], run.output[-3000:]
+    registry = load_registry()
+    ics = run.statement["ics"]["features"]
+    wrong: list[str] = []
+    for row in run.statement["requirements"]:
+        req, verdict = row["id"], row["verdict"]
+        requirement = registry[req]
+        applies = "S" in requirement.roles and (
+            not requirement.feature or requirement.feature in ics
+        )
+        if req in variant.fails:
+            expected = Verdict.FAIL.value
+        elif req in variant.blocked:
+            expected = Verdict.ERROR.value
+            scenario_verdicts = {s["verdict"] for s in row["scenarios"]}
+            if verdict == expected and not scenario_verdicts <= {"PASS", "BLOCKED"}:
+                verdict = f"ERROR not by blocking ({sorted(scenario_verdicts)})"
+        else:
+            expected = Verdict.PASS.value if applies else Verdict.NA.value
+        if verdict != expected:
+            wrong.append(f"{req}: {verdict}, expected {expected}: {row['explanation'][:300]}")
+    counts = {k: n for k, n in run.statement["summary"].items() if n}
+    print(f"{variant.fault}: {broken.seconds} s, {counts}")  # shown with -rP or -s
+    assert not wrong, (
+        f"{variant.fault} ({broken.seconds} s, {counts}; reports in {broken.workdir}):\n"
+        + "\n".join(wrong)
+    )
