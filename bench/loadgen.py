@@ -7,13 +7,17 @@ Each runs in its own process (its memory and CPU are not the server's) on asynci
 hand-written framing (:mod:`bench.wire`), so one process drives thousands of sessions or
 pushes. The parent (``bench.server``) talks to them with JSON lines:
 
-clients  -> ``{"event": "ready", "tokens": [...], "failed": n, "seconds": s}`` once every
+clients  -> ``{"event": "ready", "tokens": [...], "failed": n, "errors": {why: n}, ...}`` once every
             session said hello, got welcome and registered its app; then it acks every
             notify (all ids of one read in one ``ack``) until its stdin closes, after which
             it prints ``{"event": "done", "acked": n, "acked_in_window": n, "receipts": ...}``.
             A line ``{"start": t, "end": t}`` on stdin sets the counting window; times are
-            ``time.monotonic()``, one clock for every process on the machine.
-pusher   -> ``{"event": "done", "statuses": {...}, "accepted": {id: t_201}?, ...}`` at ``--end``.
+            ``time.monotonic()``, one clock for every process on the machine. A line
+            ``{"stats": 1}`` is answered with ``{"event": "stats", "acked": n, ...}`` at once.
+            ``distinct``/``duplicates``: notify ids seen once / seen again (none are expected).
+pusher   -> ``{"event": "done", "statuses": {...}, "accepted": {id: t_201}?, ...}`` at ``--end``
+            (a line ``{"end": t}`` on stdin moves ``--end``), or, closed loop with ``--count``,
+            once that many pushes are answered.
 
 The message-level parts (what a session sends, what a push is) are the AOI ones; a
 comparison with another broker swaps those and keeps the process protocol and the stats.
@@ -23,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import itertools
 import json
 import os
@@ -74,6 +79,14 @@ class Stats:
         self.acked_in_window = 0
         self.lost = 0  # sessions closed after they registered
         self.receipts: dict[str, tuple[float, float]] = {}  # id -> (received, sent per payload)
+        self.seen: set[str] = set()  # every notify id received
+        self.duplicates = 0  # notifies whose id was received before
+
+    def counts(self) -> dict[str, int]:
+        return {
+            "acked": self.acked, "acked_in_window": self.acked_in_window,
+            "distinct": len(self.seen), "duplicates": self.duplicates, "sessions_lost": self.lost,
+        }  # fmt: skip
 
 
 class Session(asyncio.Protocol):
@@ -117,6 +130,10 @@ class Session(asyncio.Protocol):
                 kind = message["type"]
                 if kind == "notify":
                     ids.append(message["id"])
+                    if message["id"] in self.stats.seen:
+                        self.stats.duplicates += 1
+                    else:
+                        self.stats.seen.add(message["id"])
                     if self.stats.record:
                         sent = float(message["payload"].partition(" ")[0])
                         self.stats.receipts[message["id"]] = (now, sent)
@@ -163,6 +180,7 @@ async def run_clients(args: argparse.Namespace) -> None:
     stats = Stats(args.record)
     gate = asyncio.Semaphore(CONNECTING_AT_ONCE)
     sessions: list[Session] = []
+    errors: dict[str, int] = {}  # why sessions failed
     started = time.monotonic()
 
     async def open_one(n: int) -> str | None:
@@ -179,7 +197,9 @@ async def run_clients(args: argparse.Namespace) -> None:
                 )  # fmt: skip
                 sessions.append(session)
                 return await asyncio.wait_for(session.registered, 60)
-            except (OSError, ConnectionError, TimeoutError):
+            except (OSError, ConnectionError, TimeoutError) as error:
+                why = f"{type(error).__name__}: {error}"[:120]
+                errors[why] = errors.get(why, 0) + 1
                 return None
 
     tokens = await asyncio.gather(
@@ -187,9 +207,10 @@ async def run_clients(args: argparse.Namespace) -> None:
     )
     found = [t for t in tokens if t is not None]
     seconds = round(time.monotonic() - started, 3)
-    emit(
-        {"event": "ready", "tokens": found, "failed": len(tokens) - len(found), "seconds": seconds}
-    )
+    emit({
+        "event": "ready", "tokens": found, "failed": len(tokens) - len(found), "seconds": seconds,
+        "errors": errors,
+    })  # fmt: skip
 
     done = asyncio.Event()
 
@@ -200,13 +221,14 @@ async def run_clients(args: argparse.Namespace) -> None:
                 loop.call_soon_threadsafe(
                     setattr, stats, "window", (command["start"], command["end"])
                 )
+            if "stats" in command:
+                loop.call_soon_threadsafe(lambda: emit({"event": "stats", **stats.counts()}))
         loop.call_soon_threadsafe(done.set)
 
     threading.Thread(target=read_commands, daemon=True).start()
     await done.wait()
     receipts = {i: list(r) for i, r in stats.receipts.items()} if stats.record else None
-    emit({"event": "done", "acked": stats.acked, "acked_in_window": stats.acked_in_window,
-          "sessions_lost": stats.lost, "receipts": receipts})  # fmt: skip
+    emit({"event": "done", **stats.counts(), "receipts": receipts})
     for session in sessions:
         if session.transport is not None:
             session.transport.abort()
@@ -261,22 +283,33 @@ class Pusher:
         self.lost = 0
         self.idle: list[Pushes] = []
         self.late = 0  # fixed rate: pushes that found no idle connection on time
+        self.sent = 0
+        self.answers = 0
+        self.all_answered = asyncio.Event()  # closed loop with --count: every push answered
+
+    def more(self) -> bool:
+        """Whether a closed loop may send another push (``--count`` 0: no limit)."""
+        return not self.args.count or self.sent < self.args.count
 
     def next_request(self, now: float) -> bytes:
+        self.sent += 1
         target, headers = self.heads[next(self.turn)]
         body = f'{{"payload":"{now:.6f} {self.padding}","ttl_s":600}}'.encode()
         return http_request("POST", self.host, target, headers, body)
 
     def answered(self, connection: Pushes, status: int, body: bytes, now: float) -> None:
         self.statuses[status] += 1
+        self.answers += 1
         args = self.args
+        if args.count and self.answers >= args.count:
+            self.all_answered.set()
         if args.start <= now < args.end:
             self.in_window += status == 201
             if args.record:
                 self.round_trips.append(now - connection.sent_at)
                 if status == 201:
                     self.accepted[json.loads(body)["id"]] = now
-        if args.rate == 0 and now < args.end:
+        if args.rate == 0 and now < args.end and self.more():
             connection.push()
         else:
             self.idle.append(connection)
@@ -290,8 +323,14 @@ class Pusher:
         await asyncio.sleep(max(0.0, self.args.begin - time.monotonic()))
         if self.args.rate == 0:
             for connection in connections:
-                connection.push()
-            await asyncio.sleep(max(0.0, self.args.end - time.monotonic()))
+                if self.more():
+                    connection.push()
+            if self.args.count:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(max(0.0, self.args.end - time.monotonic())):
+                        await self.all_answered.wait()
+            else:
+                await asyncio.sleep(max(0.0, self.args.end - time.monotonic()))
         else:
             self.idle = list(connections)
             await self.paced(self.args.rate)
@@ -314,10 +353,20 @@ async def run_pusher(args: argparse.Namespace) -> None:
     with open(args.tokens) as f:
         tokens = json.load(f)
     pusher = Pusher(args, tokens)
+    loop = asyncio.get_running_loop()
+
+    def read_commands() -> None:  # {"end": t}: stop at t instead (a storm's unknown length)
+        for line in sys.stdin:
+            command = json.loads(line)
+            if "end" in command:
+                loop.call_soon_threadsafe(setattr, args, "end", command["end"])
+
+    threading.Thread(target=read_commands, daemon=True).start()
     await pusher.run()
     trips = sorted(pusher.round_trips)
     emit({
-        "event": "done", "statuses": dict(pusher.statuses), "accepted_in_window": pusher.in_window,
+        "event": "done", "sent": pusher.sent, "statuses": dict(pusher.statuses),
+        "accepted_in_window": pusher.in_window,
         "late": pusher.late, "lost_connections": pusher.lost,
         "accepted": pusher.accepted if args.record else None,
         "round_trip_ms": percentiles(trips) if trips else None,
@@ -365,6 +414,9 @@ def main() -> None:
     pusher.add_argument("--end", type=float, required=True, help="counting window end; stop")
     pusher.add_argument("--payload-bytes", type=int, default=64)
     pusher.add_argument("--record", action="store_true", help="keep each 201's time")
+    pusher.add_argument(
+        "--count", type=int, default=0, help="closed loop: stop after this many pushes (0: none)"
+    )
     args = parser.parse_args()
     raise_nofile()
     asyncio.run(run_clients(args) if args.role == "clients" else run_pusher(args))

@@ -1611,6 +1611,7 @@ def storm(
         "all_connected_s": round(storm_end - storm_at, 3) if connected == clients else None,
         "connack_suback_ms": percentiles(durations),
         "server_cpu_s_during_storm": round(broker_cpu, 2),
+        "server_cpu_ms_per_client": round(broker_cpu / clients * 1000, 3) if clients else None,
         "generator_cpu_s_during_storm": {
             "steady_subscribers": round(generator_cpu[0], 3),
             "publisher": round(generator_cpu[1], 3),

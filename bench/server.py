@@ -14,11 +14,17 @@ neither their memory nor their CPU is the server's. Prints one JSON document.
 - latency: pushes at a fixed ``--rate``; per notification, the client's receipt minus the
   pusher's 201 (``time.monotonic`` is one clock for every process). Target p99 < 10 ms.
   ``--rate 250,500,1000`` measures each rate in turn.
+
+:func:`exact` is the throughput machinery with a fixed number of pushes instead of a time
+window: every count it returns is exact (the regression guard of the test suite uses it).
+The connection storm is :mod:`bench.aoi_storm`; ``python -m bench`` runs everything, for this
+server and for Mosquitto.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -26,7 +32,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+import urllib.request
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
@@ -133,12 +140,27 @@ def clients(aoi2: str, first: int, count: int, *extra: str) -> subprocess.Popen[
     )  # fmt: skip
 
 
+def reap(processes: list[subprocess.Popen[str]]) -> None:
+    """Kill whichever of ``processes`` still runs (after a failure: none is left behind),
+    and close every pipe to them."""
+    for process in processes:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        for pipe in (process.stdin, process.stdout):
+            if pipe is not None:
+                with contextlib.suppress(OSError):
+                    pipe.close()
+
+
 def finish(process: subprocess.Popen[str]) -> dict[str, Any]:
     stdin: IO[str] | None = process.stdin
     assert stdin is not None
     stdin.close()
     done = line(process)
     process.wait(timeout=30)
+    assert process.stdout is not None
+    process.stdout.close()
     return done
 
 
@@ -194,43 +216,60 @@ def memory(folder: Path, steps: list[int]) -> dict[str, Any]:
 
 
 def load(
-    folder: Path, sessions: int, pushers: int, connections: int, rate: float, seconds: float
+    folder: Path,
+    sessions: int,
+    pushers: int,
+    connections: int,
+    rate: float,
+    seconds: float,
+    *,
+    warmup: float = 1.5,
+    on_window: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
-    """``rate`` 0: closed loop (throughput), else a fixed rate split over the pushers."""
+    """``rate`` 0: closed loop (throughput), else a fixed rate split over the pushers.
+
+    ``on_window`` is called with the server's pid as the counting window opens (a profiler).
+    """
     started = time.monotonic()
     record = rate > 0
     with server(folder, sessions) as (process, here):
         holder = clients(here["aoi2"], 0, sessions, *(["--record"] if record else []))
-        ready = line(holder)
-        assert ready["failed"] == 0, ready
-        tokens = folder / "tokens.json"
-        tokens.write_text(json.dumps(ready["tokens"]))
-        warmup = 1.5
-        begin = time.monotonic() + 1.0  # time to connect
-        window = (begin + warmup, begin + warmup + seconds)
-        assert holder.stdin is not None
-        holder.stdin.write(json.dumps({"start": window[0], "end": window[1]}) + "\n")
-        holder.stdin.flush()
-        procs = [
-            spawn("pusher", "--http", here["http"], "--key", KEY, "--tokens", str(tokens),
-                  "--connections", str(connections), "--rate", str(rate / pushers),
-                  "--begin", str(begin), "--start", str(window[0]), "--end", str(window[1]),
-                  *(["--record"] if record else []))
-            for _ in range(pushers)
-        ]  # fmt: skip
-        time.sleep(max(0.0, window[0] - time.monotonic()))
-        watched = [process, holder, *procs]
-        cpu_before = [cpu_s(p.pid) for p in watched]
-        time.sleep(max(0.0, window[1] - time.monotonic()))
-        cpu = [
-            round((cpu_s(p.pid) - c) / seconds, 2) for p, c in zip(watched, cpu_before, strict=True)
-        ]
-        pushed = [line(p) for p in procs]
-        for p in procs:
-            p.wait(timeout=30)
-        time.sleep(1.0)  # the last deliveries
-        done = finish(holder)
-        rss = rss_kb(process.pid)
+        procs: list[subprocess.Popen[str]] = []
+        try:
+            ready = line(holder)
+            assert ready["failed"] == 0, ready
+            tokens = folder / "tokens.json"
+            tokens.write_text(json.dumps(ready["tokens"]))
+            begin = time.monotonic() + 1.0  # time to connect
+            window = (begin + warmup, begin + warmup + seconds)
+            assert holder.stdin is not None
+            holder.stdin.write(json.dumps({"start": window[0], "end": window[1]}) + "\n")
+            holder.stdin.flush()
+            procs += [
+                spawn("pusher", "--http", here["http"], "--key", KEY, "--tokens", str(tokens),
+                      "--connections", str(connections), "--rate", str(rate / pushers),
+                      "--begin", str(begin), "--start", str(window[0]), "--end", str(window[1]),
+                      *(["--record"] if record else []))
+                for _ in range(pushers)
+            ]  # fmt: skip
+            time.sleep(max(0.0, window[0] - time.monotonic()))
+            if on_window is not None:
+                on_window(process.pid)
+            watched: list[subprocess.Popen[Any]] = [process, holder, *procs]
+            cpu_before = [cpu_s(p.pid) for p in watched]
+            time.sleep(max(0.0, window[1] - time.monotonic()))
+            cpu = [
+                round((cpu_s(p.pid) - c) / seconds, 2)
+                for p, c in zip(watched, cpu_before, strict=True)
+            ]
+            pushed = [line(p) for p in procs]
+            for p in procs:
+                p.wait(timeout=30)
+            time.sleep(1.0)  # the last deliveries
+            done = finish(holder)
+            rss = rss_kb(process.pid)
+        finally:
+            reap([holder, *procs])
     result: dict[str, Any] = {
         "pressure": pressure(), "sessions": sessions, "pushers": pushers,
         "connections_per_pusher": connections, "window_s": seconds,
@@ -240,11 +279,85 @@ def load(
         "server_rss_kb": rss,
         "statuses": sum_counts(p["statuses"] for p in pushed),
         "late_pushes": sum(p["late"] for p in pushed), "sessions_lost": done["sessions_lost"],
+        "duplicates": done["duplicates"],
+        "acked_per_server_cpu_s": round(done["acked_in_window"] / (cpu[0] * seconds))
+        if cpu[0] else None,
     }  # fmt: skip
     if record:
         result.update(latencies(pushed, done["receipts"]))
     result["seconds"] = round(time.monotonic() - started, 1)
     return result
+
+
+def server_counters(http: str) -> dict[str, float]:
+    """The server's Prometheus counters (``GET /metrics``), by name, summed over labels."""
+    with urllib.request.urlopen(http.rstrip("/") + "/metrics", timeout=10) as response:
+        text = response.read().decode()
+    counters: dict[str, float] = {}
+    for row in text.splitlines():
+        if row.startswith("#") or not row.strip():
+            continue
+        name, _, value = row.rpartition(" ")
+        name = name.partition("{")[0]
+        counters[name] = counters.get(name, 0.0) + float(value)
+    return counters
+
+
+def exact(
+    folder: Path, sessions: int, pushes: int, connections: int = 8, timeout: float = 60.0
+) -> dict[str, Any]:
+    """The throughput workload with ``pushes`` pushes (closed loop) instead of a time window;
+    returns counts only: what was pushed, accepted, received, acked, at both ends.
+
+    Nothing here is timed (``timeout`` only bounds a run that goes wrong): every figure is
+    the same on any machine when the server is right.
+    """
+    with server(folder, sessions) as (_, here):
+        holder = clients(here["aoi2"], 0, sessions, "--record")
+        procs = [holder]
+        try:
+            ready = line(holder)
+            tokens = folder / "tokens.json"
+            tokens.write_text(json.dumps(ready["tokens"]))
+            deadline = time.monotonic() + timeout
+            pusher = spawn(
+                "pusher", "--http", here["http"], "--key", KEY, "--tokens", str(tokens),
+                "--connections", str(connections), "--count", str(pushes), "--start", "0",
+                "--end", str(deadline), "--record",
+            )  # fmt: skip
+            procs.append(pusher)
+            pushed = line(pusher)
+            pusher.wait(timeout=30)
+            accepted = set(pushed["accepted"])
+            assert holder.stdin is not None
+            while True:  # until the clients have acked every accepted push (or the deadline)
+                holder.stdin.write('{"stats": 1}\n')
+                holder.stdin.flush()
+                if line(holder)["acked"] >= len(accepted) or time.monotonic() > deadline:
+                    break
+                time.sleep(0.05)
+            while True:  # until the server has taken every ack (or the deadline)
+                counters = server_counters(here["http"])
+                delivered = counters.get("aoi_notifications_delivered_total", 0.0)
+                if delivered >= len(accepted) or time.monotonic() > deadline:
+                    break
+                time.sleep(0.05)
+            done = finish(holder)
+        finally:
+            reap(procs)
+    received = set(done["receipts"])
+    return {
+        "sessions": sessions, "registered": len(ready["tokens"]), "failed": ready["failed"],
+        "pushes": pushes, "sent": pushed["sent"], "statuses": pushed["statuses"],
+        "accepted": len(accepted),
+        "acked": done["acked"], "distinct": done["distinct"], "duplicates": done["duplicates"],
+        "accepted_not_received": len(accepted - received),
+        "received_not_accepted": len(received - accepted),
+        "sessions_lost": done["sessions_lost"],
+        "lost_connections": pushed["lost_connections"],
+        "server_accepted": int(counters.get("aoi_notifications_accepted_total", -1)),
+        "server_delivered": int(counters.get("aoi_notifications_delivered_total", -1)),
+    }  # fmt: skip
 
 
 def sum_counts(counts: Any) -> dict[str, int]:

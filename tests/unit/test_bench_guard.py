@@ -1,0 +1,255 @@
+"""Regression guard of the side-by-side benchmark (``python -m bench``): only what does not
+depend on the machine's speed.
+
+- The throughput machinery, at a tiny size against a real ``aoi server`` process, with a
+  fixed number of pushes (:func:`bench.server.exact`): every push is accepted, delivered
+  and acked exactly once, at the clients and at the server. Counts, never times.
+- Every workload's producer, at a tiny size, returns every key the table needs
+  (:func:`bench.report.missing`) and loses nothing; Mosquitto's only where it is installed
+  (a test does not install it). These run real servers for a few seconds each: ``slow``.
+- The table's ratios and target verdicts, from fixed figures.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+try:
+    import bench.__main__ as bench_main
+    from bench import mosquitto, report, server
+except ModuleNotFoundError:  # bench/ is not an installed package: run as `pytest`, not `-m`
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+    import bench.__main__ as bench_main
+    from bench import mosquitto, report, server
+
+TINY: dict[str, Any] = {
+    **bench_main.FULL,
+    "idle_sessions": [20],
+    "clients": 5,
+    "pushers": 1,
+    "connections_per_pusher": 4,
+    "rate_per_s": 200.0,
+    "window_s": 0.3,
+    "storm_clients": 40,
+    "storm_steady": 5,
+    "reallocation_clients": 10,
+    "warmup_s": 0.2,
+    "storm_baseline_s": 0.5,
+}
+PRODUCED = ("memory", "throughput", "latency", "storm")
+
+
+def test_every_push_is_accepted_delivered_and_acked_exactly_once(tmp_path: Path) -> None:
+    counts = server.exact(tmp_path, sessions=20, pushes=600, connections=8)
+    assert counts == {
+        "sessions": 20,
+        "registered": 20,
+        "failed": 0,
+        "pushes": 600,
+        "sent": 600,
+        "statuses": {"201": 600},
+        "accepted": 600,  # distinct notification ids in the 201s
+        "acked": 600,  # ids acked by the clients...
+        "distinct": 600,  # ...each of them once
+        "duplicates": 0,
+        "accepted_not_received": 0,
+        "received_not_accepted": 0,
+        "sessions_lost": 0,
+        "lost_connections": 0,
+        "server_accepted": 600,  # aoi_notifications_accepted_total
+        "server_delivered": 600,  # aoi_notifications_delivered_total: acks taken
+    }
+
+
+@pytest.fixture(scope="module")
+def aoi_figures(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    folder = tmp_path_factory.mktemp("aoi-bench")
+    return {name: bench_main.aoi(name, folder, TINY) for name in PRODUCED}
+
+
+@pytest.mark.slow
+def test_the_reference_results_have_every_key_the_table_needs(
+    aoi_figures: dict[str, Any],
+) -> None:
+    result = {"sizes": TINY, "aoi": aoi_figures, "mosquitto": {}}
+    lacking = [key for key in report.missing(result, PRODUCED) if key.startswith("aoi.")]
+    assert lacking == []
+
+
+@pytest.mark.slow
+def test_the_reference_workloads_lose_nothing(aoi_figures: dict[str, Any]) -> None:
+    memory, throughput = aoi_figures["memory"], aoi_figures["throughput"]
+    latency, storm = aoi_figures["latency"], aoi_figures["storm"]
+    assert [step["failed"] for step in memory["steps"]] == [0]
+    assert memory["sessions_lost"] == 0
+    for figures in (throughput, latency):
+        assert set(figures["statuses"]) == {"201"}
+        assert figures["sessions_lost"] == 0
+        assert figures["duplicates"] == 0
+    assert latency["not_received"] == 0
+    assert (storm["connected"], storm["failed"], storm["errors"]) == (TINY["storm_clients"], 0, {})
+    assert set(storm["statuses"]) == {"201"}
+    assert storm["steady_during_storm"]["not_received"] == 0
+    assert storm["steady_before_storm"]["not_received"] == 0
+    assert (storm["steady_sessions_lost"], storm["steady_duplicates"]) == (0, 0)
+
+
+@pytest.mark.slow
+def test_the_reallocation_result_has_every_key_the_table_needs() -> None:
+    pytest.importorskip("bench.storm")
+    logging.getLogger("aoi").setLevel(logging.ERROR)
+    try:
+        figures = bench_main.reallocation(TINY["reallocation_clients"], dwell_s=0.0)
+    finally:
+        logging.getLogger("aoi").setLevel(logging.NOTSET)
+    result = {"sizes": TINY, "aoi": {"reallocation": figures}, "mosquitto": {}}
+    assert report.missing(result, ["reallocation"]) == []
+    assert figures["served"] + figures["direct"] == TINY["reallocation_clients"]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    mosquitto._which("mosquitto") is None or mosquitto._which("mosquitto_passwd") is None,
+    reason="mosquitto is not installed (python -m bench installs it; a test does not)",
+)
+def test_the_mosquitto_results_have_every_key_the_table_needs() -> None:
+    figures = {name: bench_main.broker(name, TINY) for name in PRODUCED}
+    result = {"sizes": TINY, "aoi": {}, "mosquitto": figures}
+    lacking = [key for key in report.missing(result) if key.startswith("mosquitto.")]
+    assert lacking == []
+    assert figures["storm"]["failed"] == 0
+    assert figures["latency"]["not_received"] == 0
+
+
+# --- the table, from fixed figures ---------------------------------------------------------
+
+
+def figures(kb: float, aoi_acked: int, aoi_p99: float) -> dict[str, Any]:
+    """A result with every key the table reads; Mosquitto: 8,000/s, p99 2 ms."""
+    sizes = {**TINY, "idle_sessions": [5000, 20000]}
+
+    def side(per_session_kb: float, acked: int, p99: float) -> dict[str, Any]:
+        latency = {"p50": p99 / 4, "p99": p99, "p999": p99 * 2}
+        steps = [
+            {"sessions": 5000, "per_session_kb": per_session_kb},
+            {"sessions": 19936, "per_session_kb": per_session_kb},  # capped: RLIMIT_NOFILE
+        ]
+        storm = {
+            "all_connected_s": 3.0, "failed": 0, "server_cpu_ms_per_client": 0.5,
+            "steady_during_storm": {"latency_201_to_receipt_ms": latency,
+                                    "latency_puback_to_receipt_ms": latency},
+            "steady_before_storm": {"latency_201_to_receipt_ms": latency,
+                                    "latency_puback_to_receipt_ms": latency},
+        }  # fmt: skip
+        return {
+            "memory": {"steps": steps},
+            "throughput": {
+                "acked_per_s": acked, "accepted_per_s": acked, "server_cpu_cores": 1.0,
+                "acked_per_server_cpu_s": acked,
+            },
+            "latency": {
+                "latency_201_to_receipt_ms": latency, "latency_puback_to_receipt_ms": latency,
+                "latency_push_sent_to_receipt_ms": latency,
+                "latency_publish_sent_to_receipt_ms": latency,
+                "accepted_per_s": 200, "achieved_rate_per_s": 200,
+            },
+            "storm": storm,
+        }  # fmt: skip
+
+    aoi = side(kb, aoi_acked, aoi_p99)
+    aoi["reallocation"] = {"all_served_or_direct_s": 1.5, "served": 10, "reallocation_ms": {
+        "p99": 80.0}}  # fmt: skip
+    return {"sizes": sizes, "aoi": aoi, "mosquitto": side(1.5, 8000, 2.0)}
+
+
+@pytest.mark.parametrize(
+    ("kb", "acked", "p99", "met"),
+    [
+        (16.0, 2000, 6.0, (True, True, True)),  # every target exactly at its bound
+        (16.01, 1999, 6.01, (False, False, False)),
+        (12.0, 9000, 1.0, (True, True, True)),
+    ],
+)
+def test_ratios_and_targets(kb: float, acked: int, p99: float, met: tuple[bool, ...]) -> None:
+    result = figures(kb, acked, p99)
+    assert report.missing(result) == []
+    rows = report.rows(result)
+    by = {row["figure"]: row for row in rows}
+    throughput = by["notifications delivered and acked /s, 5 clients"]
+    assert throughput["ratio"] == round(acked / 8000, 3)
+    assert by["p99 ms, acceptance to receipt, 200/s"]["ratio"] == round(p99 / 2.0, 3)
+    assert by["KB per authenticated idle session, 20,000 sessions"]["note"] == (
+        "measured at 19,936 for AOI reference and 19,936 for Mosquitto: RLIMIT_NOFILE"
+    )
+    targets = report.targets(rows)
+    assert (
+        targets["memory_per_idle_session_kb"]["met"],
+        targets["throughput_ratio"]["met"],
+        targets["p99_latency_ratio"]["met"],
+    ) == met
+    assert by["s until all 10 clients are on the alternates"]["aoi"] == 1.5
+    assert by["s until all 10 clients are on the alternates"]["mosquitto"] is None
+
+
+def test_a_missing_figure_is_named_and_leaves_its_target_open() -> None:
+    result = figures(12.0, 4000, 3.0)
+    del result["mosquitto"]["throughput"]["acked_per_s"]
+    del result["aoi"]["memory"]["steps"][0]["per_session_kb"]
+    assert report.missing(result) == [
+        "aoi.memory.steps.[sessions=5000].per_session_kb",
+        "mosquitto.throughput.acked_per_s",
+    ]
+    targets = report.targets(report.rows(result))
+    assert targets["throughput_ratio"]["met"] is None
+    assert targets["memory_per_idle_session_kb"]["met"] is None
+    assert targets["p99_latency_ratio"]["met"] is True
+
+
+def test_a_latency_not_above_zero_has_no_ratio() -> None:
+    assert report.ratio(5.0, -0.003) is None  # Mosquitto delivered before its PUBACK
+    assert report.ratio(5.0, 0) is None
+    assert report.ratio(None, 2.0) is None
+    assert report.ratio(3.0, 2.0) == 1.5
+
+
+def test_the_markdown_table_and_the_chart(tmp_path: Path) -> None:
+    result = figures(12.0, 4000, 3.0)
+    result.update(
+        command="python -m bench", date="2025-01-01T00:00:00+00:00", quick=False, seconds=60.0,
+        machine={"cpu_model": "CPU", "cpus": 2}, conditions={}, errors={},
+    )  # fmt: skip
+    result["rows"] = report.rows(result)
+    result["targets"] = report.targets(result["rows"])
+    table = report.markdown_table(result)
+    assert len(table.splitlines()) == 2 + len(result["rows"])
+    assert "| 4,000 | 8,000 | 0.50x | AOI/Mosquitto >= 0.25 | yes |" in table
+    page = report.markdown(result)
+    assert "`python -m bench`" in page
+    pytest.importorskip("matplotlib")
+    report.chart(result, tmp_path / "bench.png")
+    assert (tmp_path / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    json.dumps(result)  # the document is JSON as it is
+
+
+def test_profile_summary_adds_up() -> None:
+    stacks = "\n".join([
+        "main (aoi/server/cli.py:1);run (trio/_core/_run.py:2);_push (aoi/server/push_api.py:3) 6",
+        "main (aoi/server/cli.py:1);run (trio/_core/_run.py:2);_push (aoi/server/push_api.py:3);"
+        "dumps (json/__init__.py:4) 3",
+        "main (aoi/server/cli.py:1);recv (trio/_socket.py:5) 1",
+    ])  # fmt: skip
+    summary = bench_main.summarise(stacks)
+    assert summary["samples"] == 10
+    assert summary["areas"] == {
+        "AOI-3 push API (aoi/server/push_api)": 0.6,
+        "JSON (json)": 0.3,
+        "trio: sockets, scheduling, threads": 0.1,
+    }
+    assert summary["inclusive"]["AOI-3 push API (aoi/server/push_api)"] == 0.9
+    assert summary["self"]["_push (aoi/server/push_api.py)"] == 0.6
