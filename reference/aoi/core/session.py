@@ -114,6 +114,11 @@ class Session:
         frames, self._outbox = self._outbox, []
         return frames
 
+    @property
+    def has_outgoing(self) -> bool:
+        """Whether :meth:`outgoing` has frames to hand over."""
+        return bool(self._outbox)
+
     def deadline(self) -> float | None:
         """When :meth:`tick` has something to do, or ``None``."""
         raise NotImplementedError

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
 import random
 import ssl
 import time
-from collections import defaultdict
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -27,11 +27,12 @@ from .hub import Hub, StatusChange
 from .load import LoadMonitor
 from .metrics import Metrics
 from .push_api import PushApi
-from .store import SqliteStore, Store
+from .store import SqliteStore, Store, StoreError
 
 log = logging.getLogger("aoi.server")
 
 SWEEP_S = 1.0
+STATUS_COLLECT_S = 0.01  # the status recorder's batching window
 SHED_TICK_S = 0.1
 REPORT_RETENTION_S = 7 * 86400
 
@@ -70,6 +71,7 @@ class Server:
             self.metrics,
             self.status_send,
         )
+        self.hub.deliver = self.aoi2.deliver_now
         self.api = PushApi(
             self.hub,
             ServerAppKeys.from_config(config.server_apps),
@@ -130,20 +132,43 @@ class Server:
                 await trio.sleep(0.05)
 
     async def _record_statuses(self) -> None:
-        """Acks and expiries reach the store in batches; none of them gates a reply."""
+        """Acks and expiries reach the store in batches; none of them gates a reply.
+
+        After the first change the recorder waits ``STATUS_COLLECT_S`` for more, then writes
+        each status in one store operation: at most one status commit per window (or per
+        commit, when the store is slower) instead of one per ack frame, which at a thousand
+        acks a second would queue behind each other. Each batch is stamped with its latest
+        change's time: a ``delivered_at`` is never before the ack, at most a window after."""
         async for change in self.status_receive:
-            batch: dict[tuple[str, float], list[str]] = defaultdict(list)
-            batch[(change.status, change.at)].extend(change.ids)
-            while True:
-                try:
-                    more = self.status_receive.receive_nowait()
-                except trio.WouldBlock:
-                    break
-                batch[(more.status, more.at)].extend(more.ids)
-            for (status, at), ids in batch.items():
-                await self.store.set_status(ids, status, at)
-                if status == "expired":
-                    self.metrics.expired.inc(len(ids))
+            changes = [change]
+            try:
+                await trio.sleep(STATUS_COLLECT_S)
+            except trio.Cancelled:
+                with (
+                    trio.CancelScope(shield=True, deadline=trio.current_time() + 1.0),
+                    contextlib.suppress(StoreError),
+                ):
+                    await self._write_statuses(self._drain_statuses(changes))
+                raise
+            await self._write_statuses(self._drain_statuses(changes))
+
+    def _drain_statuses(self, changes: list[StatusChange]) -> list[StatusChange]:
+        while True:
+            try:
+                changes.append(self.status_receive.receive_nowait())
+            except trio.WouldBlock:
+                return changes
+
+    async def _write_statuses(self, changes: list[StatusChange]) -> None:
+        batch: dict[str, tuple[list[str], float]] = {}
+        for change in changes:
+            ids, at = batch.get(change.status, ([], change.at))
+            ids.extend(change.ids)
+            batch[change.status] = (ids, max(at, change.at))
+        for status, (ids, at) in batch.items():
+            await self.store.set_status(ids, status, at)
+            if status == "expired":
+                self.metrics.expired.inc(len(ids))
 
     async def _sweep(self) -> None:
         """TTL expiry of what nobody fetched, and pruning of old delivery reports."""

@@ -7,11 +7,14 @@ hub is rebuilt from the store, so a crash loses nothing that was acknowledged.
 
 from __future__ import annotations
 
+import math
 import secrets
+import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
 import trio
 
@@ -20,14 +23,41 @@ from aoi.core.server_session import ServerSession
 
 from .store import Registration, Store, StoredNotification
 
+if TYPE_CHECKING:
+    from aoi.net.websocket import WebSocket
+
 PRIORITIES = ("high", "normal", "low")
 WINDOW = 64  # notifications in flight per session before waiting for acks
 
 
+_last_second: list[Any] = [None, ""]  # the last whole second formatted, and its text
+
+
 def rfc3339(epoch: float) -> str:
-    return (
-        datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    )
+    """``datetime.fromtimestamp(epoch, UTC)`` in RFC 3339 with milliseconds (truncated, as
+    ``isoformat(timespec="milliseconds")``): rounded to the microsecond half to even first,
+    like ``fromtimestamp``. Called for every notify; the seconds part is reused while the
+    seconds stay the same."""
+    frac, whole = math.modf(epoch)
+    us = round(frac * 1e6)
+    second = int(whole)
+    if us >= 1_000_000:
+        second += 1
+        us -= 1_000_000
+    elif us < 0:
+        second -= 1
+        us += 1_000_000
+    last = _last_second
+    if last[0] != second:
+        if not 0 <= second < 253402300800:  # outside years 1970..9999: the general way
+            return (
+                datetime.fromtimestamp(epoch, UTC)
+                .isoformat(timespec="milliseconds")
+                .replace("+00:00", "Z")
+            )
+        last[1] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        last[0] = second
+    return f"{last[1]}.{us // 1000:03d}Z"
 
 
 def new_token() -> str:
@@ -43,18 +73,58 @@ class StatusChange:
     at: float  # wall-clock seconds since the epoch
 
 
+_WOKEN: Any = object()  # Link._writer of a writer that flush() woke and that has not run yet
+
+
 @dataclass(slots=True, eq=False)
 class Link:
     """One connection: the session core, a way to wake its writer, and what its client
-    nacked (the app was not there; offered again when that app registers again)."""
+    nacked (the app was not there; offered again when that app registers again).
+
+    The writer waits in :meth:`wait_flush`; :meth:`flush` wakes it, or, when it is busy
+    writing, makes its next wait return at once. Calls in a row wake it once. (Cheaper than a
+    new ``trio.Event`` per wake, and smaller: one idle session holds no event at all.)"""
 
     session: ServerSession
     client_id: str
-    wake: trio.Event = field(default_factory=trio.Event)
     parked: set[str] | None = None
+    ws: WebSocket | None = field(default=None, repr=False)
+    _writer: trio.lowlevel.Task | None = field(default=None, repr=False)
+    _flushed: bool = field(default=False, repr=False)
+
+    @property
+    def writer_parked(self) -> bool:
+        """The writer waits in :meth:`wait_flush`: it holds no frames and is not writing."""
+        return self._writer is not None and self._writer is not _WOKEN
 
     def flush(self) -> None:
-        self.wake.set()
+        writer = self._writer
+        if writer is _WOKEN:
+            return  # woken already, not yet running: it will see whatever this flush is for
+        if writer is not None:
+            self._writer = _WOKEN
+            trio.lowlevel.reschedule(writer)
+        else:
+            self._flushed = True
+
+    async def wait_flush(self) -> None:
+        """Until :meth:`flush` was called (since the last return); one task waits at a time.
+
+        A flush that came while the writer was busy returns at once, without a checkpoint:
+        the writer then writes (a checkpoint) or comes back here and parks."""
+        if self._flushed:
+            self._flushed = False
+            return
+        if self._writer is not None:
+            raise RuntimeError("another task already waits for this link's flush")
+        self._writer = trio.lowlevel.current_task()
+
+        def abort(_: trio.lowlevel.RaiseCancelT) -> trio.lowlevel.Abort:
+            self._writer = None
+            return trio.lowlevel.Abort.SUCCEEDED
+
+        await trio.lowlevel.wait_task_rescheduled(abort)
+        self._writer = None  # was _WOKEN: flushes from now on are for the next round
 
     def park(self, notification_id: str) -> None:
         if self.session.in_flight.pop(notification_id, None) is not None:
@@ -118,6 +188,9 @@ class Hub:
         self.retired: set[str] = set()  # unregistered tokens: pushes get 410, not 404
         self.notifications: dict[str, StoredNotification] = {}  # pending, by id
         self.established = 0
+        # What accept does with the link of a client that has a new notification: wake its
+        # writer, or (the AOI-2 endpoint's) hand it over at once. Either way after storing.
+        self.deliver: Callable[[Link], None] = Link.flush
 
     # --- start-up ------------------------------------------------------------------------
 
@@ -228,7 +301,7 @@ class Hub:
         self._add_pending(notification)
         client = self.clients[notification.client_id]
         if client.link is not None:
-            client.link.flush()
+            self.deliver(client.link)
 
     def _add_pending(self, n: StoredNotification) -> None:
         client = self._client(n.client_id)
@@ -241,6 +314,15 @@ class Hub:
         if n is not None:
             self.clients[n.client_id].pending.pop(notification_id, None)
         return n
+
+    def has_work(self, link: Link) -> bool:
+        """Whether :meth:`pump` may find something to send on ``link`` now: queued ids (some
+        may be stale) and room in the window. Cheap, for deciding whether to wake a writer."""
+        client = self.clients.get(link.client_id)
+        if client is None or client.unsent is None:
+            return False
+        high, normal, low = client.unsent
+        return (bool(high) or bool(normal) or bool(low)) and len(link.session.in_flight) < WINDOW
 
     def pump(self, link: Link, now: float, wall: float) -> list[str]:
         """Hand ``link``'s session as many queued notifications as the window allows;

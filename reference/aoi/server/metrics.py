@@ -40,6 +40,33 @@ class Metrics:
             "aoi_overloaded", "1 while refusing new sessions for load", registry=r
         )
 
+        # Counted on the hot path as plain ints, folded into the counters above whenever
+        # they are read (exposition) or the tally grows: a prometheus counter takes a lock.
+        self._pushes_tally: dict[int, int] = {}
+        self._accepted_tally = 0
+        self._tallied = 0
+
+    def pushed(self, status: int) -> None:
+        """One AOI-3 push answered with ``status``."""
+        tally = self._pushes_tally
+        tally[status] = tally.get(status, 0) + 1
+        self._tallied += 1
+        if self._tallied >= 1024:
+            self.fold()
+
+    def accepted_notification(self) -> None:
+        """One notification stored (its push is answered 201)."""
+        self._accepted_tally += 1
+
+    def fold(self) -> None:
+        """Bring the prometheus counters up to date with the hot path's tallies."""
+        tally, self._pushes_tally, self._tallied = self._pushes_tally, {}, 0
+        for status, count in tally.items():
+            self.pushes.labels(str(status)).inc(count)
+        accepted, self._accepted_tally = self._accepted_tally, 0
+        if accepted:
+            self.accepted_notifications.inc(accepted)
+
     def accepted(self) -> None:
         self.hellos.inc()
 
@@ -55,4 +82,5 @@ class Metrics:
         self.deliveries.inc(count)
 
     def exposition(self) -> bytes:
+        self.fold()
         return generate_latest(self.registry)
