@@ -54,14 +54,29 @@ def errors(schema_path: str, instance: Any) -> list[str]:
 
 
 @cache
+def message_types(interface: str) -> frozenset[str]:
+    """The message types of ``aoi1`` or ``aoi2``."""
+    return frozenset(aoi_schemas.message_schemas(interface))
+
+
 def aoi2_types() -> frozenset[str]:
-    return frozenset(aoi_schemas.message_schemas("aoi2"))
+    return message_types("aoi2")
+
+
+def message_errors(interface: str, message: Any) -> list[str]:
+    """Why ``message`` is not a valid message of ``interface`` (empty when it is)."""
+    if not isinstance(message, dict) or not isinstance(message.get("type"), str):
+        return ["(root): not an object with a string type"]
+    if message["type"] not in message_types(interface):
+        return [f"type: unknown {interface.upper()} message {message['type']!r}"]
+    return errors(f"{interface}/{message['type']}.json", message)
 
 
 def aoi2_errors(message: Any) -> list[str]:
     """Why ``message`` is not a valid AOI-2 message (empty when it is)."""
-    if not isinstance(message, dict) or not isinstance(message.get("type"), str):
-        return ["(root): not an object with a string type"]
-    if message["type"] not in aoi2_types():
-        return [f"type: unknown AOI-2 message {message['type']!r}"]
-    return errors(f"aoi2/{message['type']}.json", message)
+    return message_errors("aoi2", message)
+
+
+def aoi1_errors(message: Any) -> list[str]:
+    """Why ``message`` is not a valid AOI-1 message (empty when it is)."""
+    return message_errors("aoi1", message)

@@ -1,17 +1,21 @@
-"""The embedded default: reference AOI Servers started on free loopback ports.
+"""The embedded default: reference AOI Servers started on free loopback ports, and the
+reference AOI Client as the client under test.
 
-``pytest conformance`` without ``--target`` certifies the reference. Each profile of the
-IXIT (see :mod:`conformance.ixit`) gets its own instance, started on first use as
+``pytest conformance`` without target options certifies the reference. Each profile of the
+IXIT (see :mod:`conformance.ixit`) gets its own server instance, started on first use as
 ``python -m aoi server --config <toml> --ready-file <path>`` with a configuration written
 here: test clients and server apps, a policy document, short timers for the timing
 scenarios, a small ``max_sessions`` for overload, shedding on one instance, TLS (with a
-trustme CA) on another. Nothing here imports the reference: it is a subprocess.
+trustme CA) on another. Client mode starts ``python -m aoi client`` for each scenario
+(:func:`embedded_client`), with a short welcome timeout. Nothing here imports the
+reference: both are subprocesses.
 """
 
 from __future__ import annotations
 
 import json
 import secrets
+import shlex
 import shutil
 import socket
 import subprocess
@@ -23,6 +27,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from conformance.client_target import ClientMode, ClientTarget
 from conformance.ixit import Client, Endpoint, Ics, Ixit, Overload, ServerApp
 
 PROVIDER = "conformance.example"
@@ -40,6 +45,13 @@ SHED = {"max_sessions": 8, "shed_high_water": 0.25, "shed_rate_per_s": 2, "sessi
 FAILED_HELLO_LIMIT = 3
 START_ATTEMPTS = 3
 LIMITED_RATE = {"rate_per_s": 1, "burst": 3}
+CLIENT_WELCOME_TIMEOUT_S = 2  # the reference client's, for the server that never answers
+CLIENT_COMMAND = (
+    "{python} -m aoi client --provisioning-url {{provisioning_url}} "
+    "--provisioning-url {{provisioning_url_2}} --app-port {{app_port}} "
+    "--state-dir {{state_dir}} --client-id {{client_id}} --credential {{credential}} "
+    "--ca-file {{ca_file}} --config {config}"
+)
 
 
 class EmbeddedError(RuntimeError):
@@ -59,10 +71,10 @@ def embedded_ixit() -> Ixit:
     apps = {n: ServerApp(n, "sk_" + secrets.token_urlsafe(24), a) for n, a in APPS.items()}
     return Ixit(
         ics=Ics(
-            implementation="AOI reference server (embedded)",
+            implementation="AOI reference server and client (embedded)",
             vendor="aoi-kit",
-            roles=frozenset({"S"}),
-            features=frozenset({"shedding", "collapse", "cancel"}),
+            roles=frozenset({"S", "C"}),
+            features=frozenset({"shedding", "collapse", "cancel", "multi_server"}),
         ),
         endpoints={},
         clients=clients,
@@ -79,6 +91,26 @@ def embedded_ixit() -> Ixit:
         rate_limit_pushes=12,
         restart_command="(embedded)",
     )
+
+
+def embedded_client(logs_dir: Path) -> ClientMode:
+    """Client mode of the embedded run: the reference AOI Client, a fresh identity."""
+    workdir = Path(tempfile.mkdtemp(prefix="aoi-conformance-client-"))
+    config = workdir / "client.toml"
+    config.write_text(
+        render_toml({"client": {"welcome_timeout_s": CLIENT_WELCOME_TIMEOUT_S}}), encoding="utf-8"
+    )
+    command = CLIENT_COMMAND.format(
+        python=shlex.quote(sys.executable), config=shlex.quote(str(config))
+    )
+    target = ClientTarget(
+        command=command,
+        client_id=f"conformance-client-{secrets.token_hex(4)}",
+        credential="k" + secrets.token_urlsafe(18),  # never "-...": it is a command argument
+        label="python -m aoi client",
+        welcome_timeout_s=CLIENT_WELCOME_TIMEOUT_S,
+    )
+    return ClientMode(target, logs_dir, workdir=workdir)
 
 
 def _toml(value: Any) -> str:

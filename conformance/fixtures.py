@@ -36,7 +36,7 @@ def aoi_runtime(pytestconfig: pytest.Config) -> Runtime:
 def world(request: pytest.FixtureRequest, aoi_runtime: Runtime) -> Iterator[World]:
     item = request.node
     verdicts = ScenarioVerdicts(aoi_runtime.registry, frozenset(aoi_runtime.requirements_of(item)))
-    current = World(aoi_runtime, verdicts, WireLog(aoi_runtime.ixit.secrets()))
+    current = World(aoi_runtime, verdicts, WireLog(aoi_runtime.secrets()))
     current.mentioned = _mentioned(item)
     item.stash[WORLD] = current
     yield current

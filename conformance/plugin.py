@@ -25,6 +25,10 @@ STEP_MODULES = (
     "conformance.steps.malformed",
     "conformance.steps.security",
     "conformance.steps.restart",
+    "conformance.steps.client_setup",
+    "conformance.steps.client_apps",
+    "conformance.steps.client_servers",
+    "conformance.steps.client_timing",
 )
 
 
@@ -63,12 +67,10 @@ def is_active(config: pytest.Config) -> bool:
 def pytest_configure(config: pytest.Config) -> None:
     if not is_active(config):
         return
-    if config.getoption("--target-client"):
-        raise pytest.UsageError("client mode (--target-client) is not available in this suite yet")
     reports = Path(config.getoption("--reports-dir") or config.rootpath / "reports").resolve()
     reports.mkdir(parents=True, exist_ok=True)
     if not config.option.collectonly:  # what an earlier run left would mix with this one's
-        for stale in ("wire", "embedded"):
+        for stale in ("wire", "embedded", "clients"):
             shutil.rmtree(reports / stale, ignore_errors=True)
     # Defaults read by junitxml and allure-pytest-bdd in their own pytest_configure,
     # which run after this one (tryfirst).
@@ -95,15 +97,22 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def _runtime(config: pytest.Config, registry: object, reports: Path) -> object:
-    from conformance.embedded import EmbeddedReference, embedded_ixit
-    from conformance.ixit import IxitError, load_ixit
+    import secrets
+    import tomllib
+    from dataclasses import replace
+
+    from conformance.client_target import ClientMode, parse_client_target
+    from conformance.embedded import EmbeddedReference, embedded_client, embedded_ixit
+    from conformance.ixit import Ics, Ixit, IxitError, load_ixit
     from conformance.runtime import Runtime
-    from conformance.targets import ExternalTargets
+    from conformance.targets import ExternalTargets, NoServer
 
     target = config.getoption("--target")
     ixit_path = config.getoption("--ixit")
+    command = config.getoption("--target-client")
+    clients_dir = reports / "clients"
     try:
-        if ixit_path is None and target is None:
+        if ixit_path is None and target is None and command is None:
             ixit = embedded_ixit()
             scale = config.getoption("--timeout-scale") or ixit.timeout_scale
             return Runtime(
@@ -112,26 +121,56 @@ def _runtime(config: pytest.Config, registry: object, reports: Path) -> object:
                 ixit=ixit,
                 targets=EmbeddedReference(ixit, reports / "embedded", timeout_scale=scale),
                 mode="embedded",
-                target_label="embedded reference AOI Server (python -m aoi server)",
+                target_label="embedded reference AOI Server and AOI Client "
+                "(python -m aoi server, python -m aoi client)",
                 timeout_scale=scale,
                 reports_dir=reports,
+                client=embedded_client(clients_dir),
             )
-        if ixit_path is None:
+        document: dict[str, object] = {}
+        if ixit_path is not None:
+            ixit = load_ixit(Path(ixit_path))
+            document = tomllib.loads(Path(ixit_path).read_text(encoding="utf-8"))
+        elif target is not None:
             raise IxitError("--target needs --ixit: the suite needs test credentials")
-        ixit = load_ixit(Path(ixit_path))
+        else:  # --target-client alone: nothing to know but the command
+            ixit = Ixit(
+                ics=Ics(implementation="AOI Client under test", roles=frozenset({"C"})),
+                endpoints={},
+                clients={},
+                server_apps={},
+            )
         if target:
             ixit = ixit.with_target(target, config.getoption("--target-http"))
-        ixit.endpoint("main")
+        generated = (f"conformance-dut-{secrets.token_hex(4)}", "k" + secrets.token_urlsafe(18))
+        client_target = parse_client_target(document, command, generated)
+        roles = set(ixit.ics.roles)
+        if client_target is not None:
+            roles.add("C")
+        else:
+            roles.discard("C")
+        if client_target is None or "main" in ixit.endpoints:
+            ixit.endpoint("main")  # raises when the IXIT names no server either
+        else:
+            roles.discard("S")
+        if not roles:
+            raise IxitError("[ics] roles names no role that this run has a target for")
+        ixit = replace(ixit, ics=replace(ixit.ics, roles=frozenset(roles)))
     except IxitError as e:
         raise pytest.UsageError(f"IXIT: {e}") from e
     scale = config.getoption("--timeout-scale") or ixit.timeout_scale
+    has_server = "S" in ixit.ics.roles
+    labels = [ixit.endpoint("main").aoi2] if has_server else []
+    if client_target is not None:
+        labels.append(f"AOI Client: {client_target.label}")
     return Runtime(
         config=config,
         registry=registry,  # type: ignore[arg-type]
         ixit=ixit,
-        targets=ExternalTargets(ixit, timeout_scale=scale),
-        mode="server",
-        target_label=ixit.endpoint("main").aoi2,
+        targets=ExternalTargets(ixit, timeout_scale=scale) if has_server else NoServer(),
+        mode="+".join(m for m, on in (("server", has_server), ("client", client_target)) if on),
+        target_label="; ".join(labels),
         timeout_scale=scale,
         reports_dir=reports,
+        client=ClientMode(client_target, clients_dir) if client_target is not None else None,
     )

@@ -20,7 +20,19 @@ ROOT = Path(__file__).resolve().parent.parent
 FEATURES_DIR = ROOT / "features"
 REGISTRY_FILE = FEATURES_DIR / "requirements.yaml"
 REQUIREMENT_TAG = re.compile(r"^AOI-[A-Z]+-\d{3}$")
+CLIENT_PREFIX = "client_"  # features/client_<group>.feature: client mode (role C)
 CITATION = re.compile(r"\[(AOI-[A-Z]+-\d{3})\]")
+
+
+def side_of(feature_file: str) -> str:
+    """The role a feature file's scenarios judge: ``C`` for ``client_*.feature`` (the suite
+    plays servers, provisioning and apps), ``S`` otherwise (the suite plays clients)."""
+    return "C" if Path(feature_file).name.startswith(CLIENT_PREFIX) else "S"
+
+
+def group_of(feature_file: str) -> str:
+    """The registry group a feature file holds scenarios of (its stem, without ``client_``)."""
+    return Path(feature_file).stem.removeprefix(CLIENT_PREFIX)
 
 
 class Level(StrEnum):
@@ -107,6 +119,10 @@ class ScenarioSpec:
     @property
     def requirements(self) -> frozenset[str]:
         return frozenset(t for t in self.tags if REQUIREMENT_TAG.match(t))
+
+    @property
+    def side(self) -> str:
+        return side_of(self.feature_file)
 
     @property
     def cited(self) -> frozenset[str]:
@@ -200,13 +216,15 @@ OTHER_TAGS = frozenset({"disruptive", "slow"})
 
 
 def closure_problems(
-    registry: Registry, specs: list[ScenarioSpec], roles: frozenset[str] = frozenset({"S"})
+    registry: Registry, specs: list[ScenarioSpec], roles: frozenset[str] = frozenset({"S", "C"})
 ) -> list[str]:
     """Why the features and the registry do not close over each other (empty: they do).
 
     A scenario may cite (tag or name in a step) only known requirements, must name in a
-    step every requirement it tags and tag every one it names; every unconditional SHALL
-    requirement of the roles under test needs a scenario.
+    step every requirement it tags and tag every one it names, and may tag only
+    requirements of the role its file judges (client_*.feature: C, others: S); every
+    unconditional SHALL requirement of the roles under test needs a scenario of each of
+    its roles (server mode for S, client mode for C).
     """
     problems: list[str] = []
     for spec in specs:
@@ -227,9 +245,17 @@ def closure_problems(
             problems.append(
                 f"{where} names {sorted(spec.cited - spec.requirements)} without the tag"
             )
-    covered = scenarios_by_requirement(specs)
-    for req, requirement in registry.requirements.items():
-        binding = requirement.level is Level.SHALL and requirement.feature is None
-        if binding and set(requirement.roles) & roles and req not in covered:
-            problems.append(f"{req} (SHALL, role {'/'.join(requirement.roles)}) has no scenario")
+        foreign = sorted(
+            r for r in spec.requirements - unknown if spec.side not in registry[r].roles
+        )
+        if foreign:
+            problems.append(f"{where} tags {foreign}, which do not bind role {spec.side}")
+    for side in sorted(roles):
+        covered = scenarios_by_requirement([s for s in specs if s.side == side])
+        for req, requirement in registry.requirements.items():
+            binding = requirement.level is Level.SHALL and requirement.feature is None
+            if binding and side in requirement.roles and req not in covered:
+                label = "/".join(requirement.roles)
+                mode = "" if side == "S" else " in client mode"
+                problems.append(f"{req} (SHALL, role {label}) has no scenario{mode}")
     return problems

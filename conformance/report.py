@@ -136,6 +136,7 @@ def statement(runtime: Runtime) -> dict[str, Any]:
             "mode": runtime.mode,
             "label": runtime.target_label,
             "endpoints": _endpoints(runtime),
+            "client": runtime.client.target.label if runtime.client is not None else None,
         },
         "ics": {
             "implementation": ics.implementation,

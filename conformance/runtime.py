@@ -16,9 +16,10 @@ from typing import Any
 
 import pytest
 
+from conformance.client_target import ClientMode
 from conformance.driver.portal import Portal
 from conformance.ixit import Ixit
-from conformance.registry import REQUIREMENT_TAG, Registry
+from conformance.registry import REQUIREMENT_TAG, Registry, side_of
 from conformance.targets import Targets
 from conformance.verdicts import Outcome, SuiteDefect, Verdict, scenario_verdict
 from conformance.world import World
@@ -53,10 +54,11 @@ class Runtime:
     registry: Registry
     ixit: Ixit
     targets: Targets
-    mode: str  # "embedded" or "server"
+    mode: str  # "embedded", "server", "client" or "server+client"
     target_label: str
     timeout_scale: float
     reports_dir: Path
+    client: ClientMode | None = None  # client mode: the AOI Client under test
     results: dict[str, ScenarioResult] = field(default_factory=dict)
     selected: list[str] = field(default_factory=list)
     started: float = field(default_factory=time.time)
@@ -78,6 +80,15 @@ class Runtime:
             if self._portal is not None:
                 self._portal.close()
                 self._portal = None
+            if self.client is not None:
+                self.client.close()
+
+    def secrets(self) -> list[str]:
+        """Every secret the wire log must not show: the IXIT's, and the client's under test."""
+        found = list(self.ixit.secrets())
+        if self.client is not None:
+            found.append(self.client.target.credential)
+        return sorted({s for s in found if s}, key=len, reverse=True)
 
     # --- collection ------------------------------------------------------------------
 
@@ -121,8 +132,13 @@ class Runtime:
 
     # --- scenarios -------------------------------------------------------------------
 
-    def not_applicable(self, reqs: list[str]) -> str:
-        """Why the scenario does not apply to this target ('' when it does)."""
+    def not_applicable(self, reqs: list[str], side: str = "S") -> str:
+        """Why the scenario does not apply to this target ('' when it does). ``side`` is the
+        role the scenario judges: ``S`` (server mode) or ``C`` (client mode)."""
+        if side not in self.ixit.ics.roles:
+            if side == "C":
+                return "client mode: no AOI Client under test (--target-client), role C not judged"
+            return "server mode: no AOI Server under test (--target), role S not judged"
         for req in reqs:
             requirement = self.registry[req]
             if not set(requirement.roles) & self.ixit.ics.roles:
@@ -142,7 +158,7 @@ class Runtime:
         item.stash[STARTED] = True
         reqs = self.requirements_of(item)
         _allure_static_labels(self, item, reqs)
-        reason = self.not_applicable(reqs)
+        reason = self.not_applicable(reqs, side_of(self.feature_file_of(item)))
         if reason:
             pytest.skip(reason)
 
@@ -233,6 +249,9 @@ class Runtime:
             exited = getattr(self.targets, "exited", dict)()
             if exited:  # a dead embedded server explains every failure after it
                 message += f" (embedded servers that exited: {exited}; see reports/embedded/)"
+            code = world.notes.get("client exited") if world is not None else None
+            if code is not None:  # so does an AOI Client under test that died
+                message += f" (the AOI Client under test exited with {code}; see reports/clients/)"
         self.results[item.nodeid] = ScenarioResult(
             nodeid=item.nodeid,
             name=_scenario_name(item),

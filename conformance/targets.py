@@ -53,3 +53,16 @@ def run_command(command: str, timeout: float) -> None:
         raise TargetControlMissing(
             f"IXIT command failed ({done.returncode}): {command}\n{done.stderr[-2000:]}"
         )
+
+
+class NoServer:
+    """Client-only runs: there is no AOI Server under test (server scenarios are N/A)."""
+
+    def endpoint(self, profile: str) -> Endpoint:
+        raise TargetControlMissing("no AOI Server under test in this run (client mode only)")
+
+    def restart(self, profile: str) -> None:
+        raise TargetControlMissing("no AOI Server under test in this run (client mode only)")
+
+    def close(self) -> None:
+        pass

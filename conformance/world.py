@@ -240,6 +240,7 @@ class World:
     mentioned: set[str] = field(default_factory=set)  # client names the scenario's steps use
     fillers: list[Device] = field(default_factory=list)  # sessions opened to load the target
     cleanups: list[Callable[[], None]] = field(default_factory=list)
+    finishers: list[Callable[[], None]] = field(default_factory=list)  # judge at the end
     _http: dict[str, Aoi3Client] = field(default_factory=dict)
     _judged: set[tuple[int, int]] = field(default_factory=set)
 
@@ -301,6 +302,8 @@ class World:
             if device.conn is not None:
                 for frame in device.conn.frames():
                     self.judge_frame(device.name, frame)
+        for finisher in self.finishers:
+            finisher()
 
     # --- actors ----------------------------------------------------------------------
 

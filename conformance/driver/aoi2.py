@@ -96,6 +96,9 @@ class _State:
 
 
 class Aoi2Connection:
+    # How a received message is judged (the AOI-1 driver judges against schemas/aoi1/).
+    contract_errors = staticmethod(contract.aoi2_errors)
+
     def __init__(
         self,
         portal: Portal,
@@ -313,7 +316,7 @@ class Aoi2Connection:
                 problems = [f"not JSON: {e}"]
             else:
                 message = decoded if isinstance(decoded, dict) else None
-                problems = contract.aoi2_errors(decoded)
+                problems = self.contract_errors(decoded)
         self._seq += 1
         frame = Frame(self._seq, time.monotonic(), raw, message, problems)
         state = self._state

@@ -71,4 +71,5 @@ def test_the_embedded_ixit_has_what_the_features_need() -> None:
     assert set("ABCDE") <= set(ixit.clients)
     for alias in ("one", "two", "other", "limited"):
         ixit.app_id(alias)
-    assert ixit.ics.features == {"shedding", "collapse", "cancel"}
+    assert ixit.ics.features == {"shedding", "collapse", "cancel", "multi_server"}
+    assert ixit.ics.roles == {"S", "C"}  # the reference server and the reference client

@@ -1,5 +1,6 @@
 """The registry is closed: features cite only known requirements, and every SHALL of a
-role the suite certifies has a scenario that checks it."""
+role the suite certifies has a scenario that checks it: in server mode for role S, in
+client mode (features/client_*.feature) for role C."""
 
 from __future__ import annotations
 
@@ -15,12 +16,13 @@ from conformance.registry import (
     Level,
     ScenarioSpec,
     closure_problems,
+    group_of,
     load_registry,
     load_scenarios,
     scenarios_by_requirement,
 )
 
-ROLES_UNDER_TEST = {"S"}  # client mode (role C) has no scenarios yet
+ROLES_UNDER_TEST = {"S", "C"}
 SPECS = load_scenarios()
 REGISTRY = load_registry()
 
@@ -54,15 +56,33 @@ def test_scenario_checks_what_it_tags(spec: ScenarioSpec) -> None:
 
 
 @pytest.mark.parametrize(
-    "req",
+    ("req", "side"),
     [
-        r
+        (r, side)
         for r, q in REGISTRY.requirements.items()
-        if q.level is Level.SHALL and q.feature is None and set(q.roles) & ROLES_UNDER_TEST
+        for side in sorted(ROLES_UNDER_TEST & set(q.roles))
+        if q.level is Level.SHALL and q.feature is None
     ],
 )
-def test_every_shall_of_the_server_has_a_scenario(req: str) -> None:
-    assert req in scenarios_by_requirement(SPECS), f"{req} (SHALL, role S) has no scenario"
+def test_every_shall_has_a_scenario_of_its_role(req: str, side: str) -> None:
+    """A requirement of the server needs a server-mode scenario, one of the client a
+    client-mode scenario; one of both roles needs both."""
+    covered = scenarios_by_requirement([s for s in SPECS if s.side == side])
+    assert req in covered, f"{req} (SHALL, role {side}) has no scenario of role {side}"
+
+
+def test_every_optional_requirement_of_the_client_has_a_scenario() -> None:
+    """Conditional SHALLs and MAYs are judged once an ICS declares their feature."""
+    covered = scenarios_by_requirement([s for s in SPECS if s.side == "C"])
+    missing = [r for r, q in REGISTRY.requirements.items() if "C" in q.roles and r not in covered]
+    assert not missing, missing
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=_id)
+def test_scenario_judges_only_its_own_role(spec: ScenarioSpec) -> None:
+    """Client-mode scenarios judge role C requirements, server-mode ones role S."""
+    foreign = [r for r in spec.requirements if spec.side not in REGISTRY[r].roles]
+    assert not foreign, f"{spec.feature_file} judges role {spec.side}, not {foreign}"
 
 
 def test_optional_requirements_live_in_scenarios_of_their_own() -> None:
@@ -76,7 +96,7 @@ def test_each_requirement_has_a_scenario_in_its_group_file() -> None:
     table: dict[str, set[str]] = {}
     for spec in SPECS:
         for req in spec.requirements:
-            table.setdefault(req, set()).add(Path(spec.feature_file).stem)
+            table.setdefault(req, set()).add(group_of(spec.feature_file))
     misplaced = {r: g for r, g in table.items() if REGISTRY[r].group not in g}
     assert not misplaced, f"requirement -> files, none of them its group: {misplaced}"
 
@@ -92,7 +112,7 @@ def test_registry_scenario_lists_agree_with_the_features() -> None:
 
 def test_feature_files_are_named_after_groups() -> None:
     groups = {r.group for r in REGISTRY.requirements.values()}
-    files = {p.stem for p in FEATURES_DIR.glob("*.feature")}
+    files = {group_of(p.name) for p in FEATURES_DIR.glob("*.feature")}
     assert files <= groups, f"feature files without a registry group: {files - groups}"
 
 
@@ -124,3 +144,25 @@ def test_the_closure_check_catches_defects(tmp_path: Path) -> None:
     assert "tags no requirement" in problems
     # Only three scenarios, so nearly every SHALL of the server lacks one.
     assert "AOI-DEL-001 (SHALL, role S) has no scenario" in problems
+    # ... and every SHALL of the client lacks one in client mode.
+    assert "AOI-OLC-005 (SHALL, role C) has no scenario in client mode" in problems
+    assert "AOI-DEL-003 (SHALL, role S/C) has no scenario in client mode" in problems
+
+
+CLIENT_ONLY_IN_SERVER_MODE = """
+Feature: a server-mode file judging a client requirement
+  @AOI-OLC-005
+  Scenario: judges the wrong role
+    Then something holds [AOI-OLC-005]
+"""
+
+
+def test_the_closure_check_catches_a_scenario_of_the_wrong_role(tmp_path: Path) -> None:
+    (tmp_path / "overload.feature").write_text(CLIENT_ONLY_IN_SERVER_MODE, encoding="utf-8")
+    problems = "\n".join(closure_problems(REGISTRY, load_scenarios(tmp_path)))
+    assert "tags ['AOI-OLC-005'], which do not bind role S" in problems
+
+
+def test_client_mode_files_cover_every_shall_of_the_client() -> None:
+    problems = closure_problems(REGISTRY, SPECS, frozenset({"C"}))
+    assert problems == []

@@ -1,0 +1,483 @@
+"""Client mode, the apps' side: what the suite's apps do on AOI-1 and what they receive.
+
+Each app (``app "one"``) has its own AOI-1 connection to the client under test; its app id
+is ``org.aoi.conformance.<alias>``. A notification is named by its payload (its label).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from pathlib import Path
+from typing import Any
+
+from pytest_bdd import given, step, then, when
+
+from conformance.client_stage import App, Stage
+from conformance.client_target import SECOND_PROVIDER
+from conformance.driver.aoi2 import Frame
+from conformance.steps import text
+
+
+def register(stage: Stage, alias: str, provider: str | None = None) -> App:
+    app = stage.app(alias)
+    app.provider = provider
+    message: dict[str, Any] = {"type": "app_register", "app_id": app.app_id}
+    if provider is not None:
+        message["provider"] = provider
+    stage.send_app(app, message)
+    return app
+
+
+def served_by(stage: Stage, app: App, name: str) -> Frame | None:
+    """The app_registered or registration_changed that binds ``app`` to server ``name``."""
+    server_id = stage.servers[name].server_id
+    return stage.wait(
+        lambda: next(
+            (
+                f
+                for f in reversed(app.frames())
+                if f.type in ("app_registered", "registration_changed")
+                and f.get("server_id") == server_id
+            ),
+            None,
+        ),
+        stage.patience(),
+    )
+
+
+def describe_app(app: App) -> str:
+    """What the app got so far, for explanations."""
+    shown = [str(f.raw)[:200] for f in app.frames()[-4:]]
+    return "; ".join(shown) if shown else "nothing"
+
+
+def matches_server(stage: Stage, frame: Frame, app: App, name: str) -> str:
+    """Why ``frame`` does not carry a token and endpoint of server ``name`` ('' if it does)."""
+    server = stage.servers[name]
+    issued = stage.read(lambda: server.tokens_issued(app.app_id))
+    token, endpoint = frame.get("token"), frame.get("endpoint")
+    if token not in issued:
+        return f"token {token!r} is not one server {name} issued for {app.app_id} ({issued})"
+    if endpoint != server.endpoint_of(token):
+        return f"endpoint {endpoint!r}, but server {name} gave {server.endpoint_of(token)!r}"
+    if frame.get("server_id") != server.server_id:
+        return f"server_id {frame.get('server_id')!r}, expected {server.server_id!r}"
+    return ""
+
+
+# --- what the apps do ----------------------------------------------------------------------
+
+
+@when(text('app "{alias:q}" registers'))
+def app_registers(stage: Stage, alias: str) -> None:
+    register(stage, alias)
+
+
+@when(text('app "{alias:q}" registers with the second provider'))
+def app_registers_second(stage: Stage, alias: str) -> None:
+    register(stage, alias, SECOND_PROVIDER)
+
+
+@when(text('apps "{one:q}" and "{two:q}" register on connections of their own'))
+def apps_register(stage: Stage, one: str, two: str) -> None:
+    register(stage, one)
+    register(stage, two)
+
+
+@given(text('app "{alias:q}" is registered through server "{name:q}"'))
+def app_registered_through(stage: Stage, alias: str, name: str) -> None:
+    app = register(stage, alias)
+    frame = served_by(stage, app, name)
+    stage.world.precondition(
+        frame is not None,
+        f"app {alias} was not registered through server {name}: it got {describe_app(app)}",
+    )
+
+
+@when(text('app "{alias:q}" acks "{label:q}"'))
+def app_acks(stage: Stage, alias: str, label: str) -> None:
+    app = stage.app(alias)
+    got = stage.read(lambda: app.got(label))
+    stage.world.precondition(bool(got), f"app {alias} has no notification {label!r} to ack")
+    stage.send_app(app, {"type": "app_ack", "id": got[0].get("id")})
+
+
+@when(text('app "{alias:q}" unregisters'))
+def app_unregisters(stage: Stage, alias: str) -> None:
+    app = stage.app(alias)
+    registration = stage.read(app.registration)
+    stage.world.precondition(registration is not None, f"app {alias} is not registered")
+    assert registration is not None
+    stage.notes[f"token of {alias}"] = registration.get("token")
+    stage.send_app(app, {"type": "app_unregister", "app_id": app.app_id})
+
+
+@when(text('app "{alias:q}" sends a message of unknown type "{kind:q}"'))
+def app_sends_unknown(stage: Stage, alias: str, kind: str) -> None:
+    stage.send_app(stage.app(alias), {"type": kind})
+
+
+# --- what the apps receive -------------------------------------------------------------------
+
+
+@then(
+    text(
+        'app "{alias:q}" receives app_registered with the token and endpoint of server '
+        '"{name:q}" [{req:req}]'
+    )
+)
+def receives_registered(stage: Stage, alias: str, name: str, req: str) -> None:
+    app = stage.app(alias)
+    frame = stage.wait(lambda: next(iter(app.frames("app_registered")), None), stage.patience())
+    frame = stage.world.found(
+        req, frame, f"app {alias} got no app_registered: it got {describe_app(app)}"
+    )
+    problem = matches_server(stage, frame, app, name)
+    stage.world.check(req, not problem, f"app_registered of app {alias}: {problem}")
+
+
+@then(text('app "{alias:q}" is served by server "{name:q}" [{req:req}]'))
+def is_served_by(stage: Stage, alias: str, name: str, req: str) -> None:
+    app = stage.app(alias)
+    frame = served_by(stage, app, name)
+    frame = stage.world.found(
+        req,
+        frame,
+        f"app {alias} was not bound to server {name} (no app_registered or "
+        f"registration_changed naming it): it got {describe_app(app)}",
+    )
+    problem = matches_server(stage, frame, app, name)
+    stage.world.check(req, not problem, f"app {alias}, {frame.type}: {problem}")
+
+
+@then(text('app "{alias:q}" is served by server "{name:q}" over TLS [{req:req}]'))
+def is_served_over_tls(stage: Stage, alias: str, name: str, req: str) -> None:
+    app = stage.app(alias)
+    frame = stage.world.found(
+        req,
+        served_by(stage, app, name),
+        f"app {alias} was not served by server {name} over TLS: it got {describe_app(app)}; "
+        f"connections: {[c.tls_error or 'ok' for c in stage.servers[name].connections]}",
+    )
+    problem = matches_server(stage, frame, app, name)
+    stage.world.check(req, not problem, f"app {alias}, {frame.type}: {problem}")
+    hello = stage.read(lambda: stage.hellos(name))
+    stage.world.check(
+        req,
+        bool(hello) and stage.servers[name].url.startswith("wss://"),
+        f"no hello reached server {name} over wss",
+    )
+
+
+def _receives(stage: Stage, app: App, label: str, req: str) -> Frame:
+    frame = stage.wait(lambda: next(iter(app.got(label)), None), stage.timeout())
+    return stage.world.found(
+        req, frame, f"app {app.alias} did not receive {label!r}: it got {describe_app(app)}"
+    )
+
+
+@then(text('app "{alias:q}" receives "{label:q}" [{req:req}]'))
+def receives(stage: Stage, alias: str, label: str, req: str) -> None:
+    _receives(stage, stage.app(alias), label, req)
+
+
+@then(text('app "{alias:q}" receives "{label:q}" and no other notification [{req:req}]'))
+def receives_only(stage: Stage, alias: str, label: str, req: str) -> None:
+    app = stage.app(alias)
+    _receives(stage, app, label, req)
+    payloads = [f.get("payload") for f in stage.read(app.notifications)]
+    stage.world.check(
+        req,
+        payloads == [label],
+        f"app {alias} should have received only {label!r}; it received {payloads}",
+    )
+
+
+@then(text('app "{alias:q}" receives "{label:q}" without "{other:q}" again [{req:req}]'))
+def receives_without_again(stage: Stage, alias: str, label: str, other: str, req: str) -> None:
+    app = stage.app(alias)
+    _receives(stage, app, label, req)
+    payloads = [f.get("payload") for f in stage.read(app.notifications)]
+    stage.world.check(
+        req,
+        payloads.count(other) <= 1,
+        f"app {alias} received {other!r} {payloads.count(other)} times (each id reaches the "
+        f"app once): {payloads}",
+    )
+
+
+def _failed(stage: Stage, alias: str, reason: str, req: str) -> None:
+    app = stage.app(alias)
+    frame = stage.wait(lambda: next(iter(app.frames("connection_failed")), None), stage.patience())
+    frame = stage.world.found(
+        req, frame, f"app {alias} was not told connection_failed: it got {describe_app(app)}"
+    )
+    stage.world.check(
+        req,
+        frame.get("reason") == reason and frame.get("fallback") == "direct",
+        f"app {alias} got {frame.raw}; expected reason {reason!r} and fallback direct",
+    )
+
+
+@then(
+    text('app "{alias:q}" receives connection_failed "{reason:q}" with fallback direct [{req:req}]')
+)
+def receives_failed(stage: Stage, alias: str, reason: str, req: str) -> None:
+    _failed(stage, alias, reason, req)
+
+
+@then(
+    text('app "{alias:q}" is told connection_failed "{reason:q}" with fallback direct [{req:req}]')
+)
+def told_failed(stage: Stage, alias: str, reason: str, req: str) -> None:
+    _failed(stage, alias, reason, req)
+
+
+@then(
+    text(
+        'apps "{one:q}" and "{two:q}" receive connection_failed "{reason:q}" with fallback '
+        "direct [{req:req}]"
+    )
+)
+def apps_receive_failed(stage: Stage, one: str, two: str, reason: str, req: str) -> None:
+    _failed(stage, one, reason, req)
+    _failed(stage, two, reason, req)
+
+
+def _changed(stage: Stage, alias: str, name: str, reason: str, req: str) -> None:
+    app = stage.app(alias)
+    server_id = stage.servers[name].server_id
+    frame = stage.wait(
+        lambda: next(
+            (f for f in app.frames("registration_changed") if f.get("server_id") == server_id),
+            None,
+        ),
+        stage.patience(),
+    )
+    if not stage.world.check(  # a SHOULD (a return to the preferred server) goes on here
+        req,
+        frame is not None,
+        f"app {alias} got no registration_changed naming server {name}: it got {describe_app(app)}",
+    ):
+        return
+    assert frame is not None
+    problem = matches_server(stage, frame, app, name)
+    if not problem and frame.get("reason") != reason:
+        problem = f"reason {frame.get('reason')!r}, expected {reason!r}"
+    stage.world.check(req, not problem, f"registration_changed of app {alias}: {problem}")
+
+
+@then(
+    text(
+        'apps "{one:q}" and "{two:q}" receive registration_changed with the token and endpoint '
+        'of server "{name:q}" [{req:req}]'
+    )
+)
+def apps_receive_changed(stage: Stage, one: str, two: str, name: str, req: str) -> None:
+    _changed(stage, one, name, "reallocated", req)
+    _changed(stage, two, name, "reallocated", req)
+
+
+@then(
+    text(
+        'app "{alias:q}" receives registration_changed "{reason:q}" with the token and '
+        'endpoint of server "{name:q}" [{req:req}]'
+    )
+)
+def receives_changed(stage: Stage, alias: str, reason: str, name: str, req: str) -> None:
+    _changed(stage, alias, name, reason, req)
+
+
+@then(
+    text(
+        'app "{alias:q}" is told connection_failed once, then connection_restored by server '
+        '"{name:q}" [{req:req}]'
+    )
+)
+def failed_then_restored(stage: Stage, alias: str, name: str, req: str) -> None:
+    app = stage.app(alias)
+    server_id = stage.servers[name].server_id
+    restored = stage.wait(
+        lambda: next(
+            (f for f in app.frames("connection_restored") if f.get("server_id") == server_id),
+            None,
+        ),
+        stage.patience(),
+    )
+    restored = stage.world.found(
+        req,
+        restored,
+        f"app {alias} got no connection_restored naming server {name}: it got {describe_app(app)}",
+    )
+    failed = [f for f in stage.read(app.frames) if f.type == "connection_failed"]
+    before = [f for f in failed if f.seq < restored.seq]
+    stage.world.check(
+        req,
+        len(before) == 1,
+        f"app {alias} was told connection_failed {len(before)} times before "
+        "connection_restored; once per outage, not once per round",
+    )
+
+
+@then(
+    text('app "{alias:q}" receives error "{code:q}", not fatal, and can still register [{req:req}]')
+)
+def app_receives_error(stage: Stage, alias: str, code: str, req: str) -> None:
+    app = stage.app(alias)
+    frame = stage.wait(lambda: next(iter(app.frames("error")), None), stage.timeout())
+    frame = stage.world.found(
+        req, frame, f"app {alias} got no error for a message of unknown type: {describe_app(app)}"
+    )
+    stage.world.check(
+        req,
+        frame.get("code") == code and frame.get("fatal") is False,
+        f"app {alias} got {frame.raw}; expected a non-fatal error {code!r}",
+    )
+    before = len(stage.read(lambda: app.frames("app_registered")))
+    stage.send_app(app, {"type": "app_register", "app_id": app.app_id})
+    again = stage.wait(lambda: len(app.frames("app_registered")) > before, stage.timeout())
+    closed = app.conn.closed if app.conn is not None else None
+    stage.world.check(
+        req,
+        bool(again),
+        f"after the error, app {alias} registering again got no app_registered "
+        f"(connection {'closed ' + str(closed.code) if closed else 'open'})",
+    )
+
+
+@then(
+    text('app "{alias:q}" receives app_unregistered once server "{name:q}" confirmed [{req:req}]')
+)
+def receives_unregistered(stage: Stage, alias: str, name: str, req: str) -> None:
+    app = stage.app(alias)
+    frame = stage.wait(lambda: next(iter(app.frames("app_unregistered")), None), stage.timeout())
+    frame = stage.world.found(
+        req, frame, f"app {alias} got no app_unregistered: it got {describe_app(app)}"
+    )
+    stage.world.check(
+        req, frame.get("app_id") == app.app_id, f"app_unregistered names {frame.get('app_id')!r}"
+    )
+
+
+@then(text('app "{alias:q}" was told nothing about the loss of server "{name:q}" [{req:req}]'))
+def told_nothing(stage: Stage, alias: str, name: str, req: str) -> None:
+    app = stage.app(alias)
+    told = [
+        str(f.raw)[:200]
+        for f in stage.read(app.frames)
+        if f.type in ("registration_changed", "connection_failed", "connection_restored")
+    ]
+    stage.world.check(
+        req,
+        not told,
+        f"app {alias}, served by another server, was disturbed when server {name} was lost: {told}",
+    )
+
+
+# --- AOI-1 itself ---------------------------------------------------------------------------
+
+
+def _listening_addresses(port: int) -> list[str] | None:
+    """Local addresses of the sockets listening on ``port`` (Linux /proc), or None."""
+    found: list[str] = []
+    seen_table = False
+    for table, size in (("/proc/net/tcp", 4), ("/proc/net/tcp6", 16)):
+        path = Path(table)
+        if not path.exists():
+            continue
+        seen_table = True
+        for line in path.read_text().splitlines()[1:]:
+            fields = line.split()
+            if len(fields) < 4 or fields[3] != "0A":  # 0A: LISTEN
+                continue
+            address, _, hex_port = fields[1].partition(":")
+            if int(hex_port, 16) != port:
+                continue
+            raw = bytes.fromhex(address)
+            # /proc shows each 32-bit word in host byte order (little endian here)
+            words = [raw[i : i + 4][::-1] for i in range(0, len(raw), 4)]
+            packed = b"".join(words)
+            found.append(str(ipaddress.ip_address(packed if size == 16 else packed[:4])))
+    return found if seen_table else None
+
+
+def _other_addresses() -> list[str]:
+    """Non-loopback addresses of this host, to try the AOI-1 port on."""
+    found: set[str] = set()
+    try:
+        for info in socket.getaddrinfo(socket.gethostname(), None):
+            found.add(str(info[4][0]))
+    except OSError:
+        pass
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("192.0.2.1", 9))  # no packet is sent: only the route is chosen
+            found.add(probe.getsockname()[0])
+        except OSError:
+            pass
+    return sorted(a for a in found if not ipaddress.ip_address(a.split("%")[0]).is_loopback)
+
+
+@then(text("the AOI-1 port accepts connections on loopback addresses only [{req:req}]"))
+def loopback_only(stage: Stage, req: str) -> None:
+    assert stage.process is not None
+    port = stage.process.app_port
+    listening = _listening_addresses(port)
+    if listening is not None and listening:
+        others = [a for a in listening if not ipaddress.ip_address(a).is_loopback]
+        stage.world.check(
+            req,
+            not others,
+            f"the AOI-1 port {port} listens on {listening}: not loopback only",
+        )
+    reached = []
+    for address in _other_addresses():
+        try:
+            with socket.create_connection((address, port), timeout=stage.timeout(2)):
+                reached.append(address)
+        except OSError:
+            pass
+    stage.world.precondition(
+        bool(listening) or bool(_other_addresses()),
+        "this host shows no listening sockets (/proc/net/tcp) and has no address but "
+        "loopback: the suite cannot tell where AOI-1 listens",
+    )
+    stage.world.check(
+        req,
+        not reached,
+        f"the AOI-1 port {port} accepted connections on non-loopback addresses {reached}",
+    )
+
+
+@step(
+    text(
+        'apps "{one:q}" and "{two:q}" are registered through server "{name:q}" on one '
+        "connection [{req:req}]"
+    )
+)
+def apps_on_one_connection(stage: Stage, one: str, two: str, name: str, req: str) -> None:
+    for alias in (one, two):
+        app = stage.app(alias)
+        stage.world.found(
+            req,
+            served_by(stage, app, name),
+            f"app {alias} was not registered through server {name}: {describe_app(app)}",
+        )
+    server = stage.servers[name]
+
+    def summary() -> list[tuple[int, int, list[Any]]]:
+        return [
+            (c.n, len(c.received("hello")), [f.get("app_id") for f in c.received("register")])
+            for c in server.connections
+        ]
+
+    seen = stage.read(summary)
+    with_hello = [s for s in seen if s[1]]
+    both = {stage.app(one).app_id, stage.app(two).app_id}
+    stage.world.check(
+        req,
+        len(with_hello) == 1 and both <= set(with_hello[0][2]),
+        f"server {name} saw {len(with_hello)} sessions (connection, hellos, registered apps): "
+        f"{seen}; all apps share one connection per server",
+    )

@@ -1,0 +1,131 @@
+"""One fault each, injected into the reference AOI Client by patching it in its own process.
+
+Each patch takes nothing and changes one behaviour of the reference, nothing else; its
+docstring says what the client then does wrong on the wire. ``run.py`` applies one and
+starts the client. The suite must FAIL exactly the requirements the fault breaks
+(``tests/suite/test_broken_clients.py`` lists them).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+
+def never_fails_over() -> None:
+    """The client only ever knows the first server of each candidate order: refused for
+    overload or redirected, it waits for that same server instead of trying the next one the
+    policy allows, so its apps are never reallocated to another server."""
+    from aoi.core import reallocation
+
+    order = reallocation.server_order
+
+    def first_only(servers: Any, selection: str, rng: Any) -> list[Any]:
+        return order(servers, selection, rng)[:1]
+
+    reallocation.server_order = first_only  # type: ignore[assignment]
+
+
+def fails_over_on_bad_credentials() -> None:
+    """A credential refusal (invalid_credentials, forbidden) is treated like overload: the
+    client moves on to the next server of the policy instead of staying, and its apps are
+    served elsewhere rather than told connection_failed{reason: rejected}."""
+    from aoi.core import reallocation
+    from aoi.core.messages import FailReason
+
+    rules: Any = reallocation.RULES
+    rules[reallocation.Outcome.REFUSED] = reallocation.Rule(
+        True, lambda policy: policy.on_overload, FailReason.REJECTED
+    )
+
+
+def ignores_retry_after() -> None:
+    """retry_after_s in reject and redirect is dropped as the frame is decoded: the client
+    cools a refusing server down for its own backoff only, and says hello again long before
+    the time the server asked it to stay away."""
+    from aoi.core import messages
+
+    for cls in (messages.Reject, messages.Redirect):
+        original: Callable[..., Any] = cls.from_wire.__func__  # type: ignore[attr-defined]
+
+        def from_wire(kind: Any, wire: dict[str, Any], _original: Any = original) -> Any:
+            return _original(kind, {k: v for k, v in wire.items() if k != "retry_after_s"})
+
+        cls.from_wire = classmethod(from_wire)  # type: ignore[method-assign, assignment]
+
+
+def never_tells_app() -> None:
+    """connection_failed and connection_restored never reach the apps, though the client
+    believes it told them: an app whose AOI path failed is never told to go direct, and never
+    told when the path is back."""
+    from aoi.client import apps
+    from aoi.core.messages import ConnectionFailed, ConnectionRestored
+
+    tell = apps.App.tell
+
+    def quiet(self: Any, message: Any) -> bool:
+        if isinstance(message, ConnectionFailed | ConnectionRestored):
+            return self.conn is not None
+        return tell(self, message)
+
+    apps.App.tell = quiet  # type: ignore[method-assign]
+
+
+def no_registration_changed() -> None:
+    """registration_changed never reaches the apps, though the client believes it told them:
+    after a reallocation (or a return to the preferred server) an app keeps handing its server
+    app the old endpoint, while the client serves it under a new token elsewhere."""
+    from aoi.client import apps
+    from aoi.core.messages import RegistrationChanged
+
+    tell = apps.App.tell
+
+    def quiet(self: Any, message: Any) -> bool:
+        if isinstance(message, RegistrationChanged):
+            return self.conn is not None
+        return tell(self, message)
+
+    apps.App.tell = quiet  # type: ignore[method-assign]
+
+
+def delivers_duplicates() -> None:
+    """The client forgets which notification ids the apps acknowledged: a notification the
+    server delivers again (after a reconnection, say) is handed to the app a second time
+    instead of being acked to the server at once."""
+    from aoi.client import state
+
+    state.SeenIds.__contains__ = lambda self, key: False  # type: ignore[method-assign]
+
+
+def no_jitter() -> None:
+    """Every delay is the bound of its backoff, never a random draw below it, and the next
+    candidate is tried at once: clients refused or cut off together all come back at the
+    same moment (no jitter), though the delays still grow."""
+    from aoi.core import policy, reallocation
+
+    policy.Backoff.delay_s = lambda self, attempt, uniform: self.cap_s(attempt)  # type: ignore[method-assign]
+    reallocation.Reallocator._jitter = lambda self: 0.0  # type: ignore[method-assign]
+
+
+def no_backoff() -> None:
+    """The backoff bound never grows: every retry to a refusing or unreachable server comes
+    within initial_ms (still drawn at random), however many times it failed before, so a
+    struggling server is hammered at a constant rate."""
+    from aoi.core import policy
+
+    policy.Backoff.cap_s = lambda self, attempt: self.initial_ms / 1000.0  # type: ignore[method-assign]
+
+
+FAULTS: dict[str, Callable[[], None]] = {
+    f.__name__: f
+    for f in (
+        never_fails_over,
+        fails_over_on_bad_credentials,
+        ignores_retry_after,
+        never_tells_app,
+        no_registration_changed,
+        delivers_duplicates,
+        no_jitter,
+        no_backoff,
+    )
+}

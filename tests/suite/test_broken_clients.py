@@ -1,0 +1,228 @@
+"""Broken AOI Clients: the suite FAILs exactly the requirements a fault breaks, PASSes the rest.
+
+Each variant is the reference AOI Client with ONE fault injected by
+``tests/suite/broken_clients/run.py`` (the faults: ``tests/suite/broken_clients/faults.py``),
+certified in client mode (``--target-client``) by the features where the fault could show,
+in a subprocess. The requirements each fault must FAIL (or, for a SHOULD, WARN) are declared
+here, with why; every other requirement those features judge must PASS. Blocked ones are
+declared too: a requirement whose scenario the fault stops before it can be judged is
+ERROR ("not certified"), by design.
+
+Variants run two at a time in the background (a run mostly waits for the client's timers),
+started by the first test that needs one.
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from conformance.registry import load_registry, load_scenarios
+from conformance.verdicts import Verdict
+
+from tests.suite.broken_clients.faults import FAULTS
+from tests.suite.harness import SuiteRun, run_suite
+
+RUN = Path(__file__).resolve().parent / "broken_clients" / "run.py"
+PARALLEL = 2
+REALLOCATION = ("client_reallocation",)
+
+
+@dataclass(frozen=True)
+class Variant:
+    fault: str
+    features: tuple[str, ...]  # the feature files run against it (client mode)
+    fails: Mapping[str, str]  # requirement -> how the fault breaks it
+    warns: Mapping[str, str] = field(default_factory=dict)  # SHOULDs it breaks
+    # requirement -> why a scenario of it cannot be judged with the fault (ERROR, by design)
+    blocked: Mapping[str, str] = field(default_factory=dict)
+
+
+VARIANTS = (
+    Variant(
+        "never_fails_over",
+        REALLOCATION,
+        fails={
+            "AOI-OLC-005": "refused for overload or redirected by a, it never tries b",
+            "AOI-HLF-002": "app one is never served by c, the server the policy allows next",
+            "AOI-HLF-003": "with next_server the app is told to go direct instead of moved",
+        },
+        blocked={
+            "AOI-OLC-008": "its scenario first needs the move to b (OLC-005), which never comes",
+            "AOI-OLC-011": "its scenario needs the app served by b first: it never gets there",
+        },
+    ),
+    Variant(
+        "fails_over_on_bad_credentials",
+        REALLOCATION,
+        fails={"AOI-OLC-009": "after invalid_credentials or forbidden from a it connects to b"},
+    ),
+    Variant(
+        "ignores_retry_after",
+        REALLOCATION,
+        fails={"AOI-OLC-006": "it says hello again 0.1 s after a reject with retry_after_s 1"},
+    ),
+    Variant(
+        "never_tells_app",
+        REALLOCATION,
+        fails={
+            "AOI-HLF-003": "with fail_to_app the app is never told connection_failed",
+            "AOI-OLC-007": "apps one and two are never told connection_failed{fallback: direct}",
+            "AOI-OLC-009": "a credential refusal never reaches the app as connection_failed",
+            "AOI-OLC-012": "neither connection_failed nor connection_restored reaches the app",
+        },
+    ),
+    Variant(
+        "no_registration_changed",
+        REALLOCATION,
+        fails={"AOI-OLC-008": "moved from a to b, apps one and two are never told their new token"},
+        warns={"AOI-OLC-011": "back on its preferred server, the app is not told so"},
+    ),
+    Variant(
+        "delivers_duplicates",
+        ("client_delivery", "client_app_interface", "client_registration"),
+        fails={
+            "AOI-DEL-003": "'only once', delivered again after a reconnection, reaches the "
+            "app twice instead of being acked to the server at once"
+        },
+    ),
+    Variant(
+        "no_jitter",
+        REALLOCATION,
+        fails={
+            "AOI-OLC-006": "after each redirect it comes back after exactly initial_ms",
+            "AOI-CON-002": "after each loss it reconnects after exactly initial_ms",
+        },
+    ),
+    Variant(
+        "no_backoff",
+        REALLOCATION,
+        fails={
+            "AOI-OLC-006": "hellos to a refusing server keep coming every 10-20 ms",
+            "AOI-CON-002": "attempts to an unreachable server keep coming every 10-20 ms",
+        },
+    ),
+)
+
+
+def test_every_fault_has_a_variant_and_says_what_it_breaks() -> None:
+    assert sorted(v.fault for v in VARIANTS) == sorted(FAULTS)
+    registry = load_registry()
+    for name, patch in FAULTS.items():
+        assert patch.__doc__ and len(patch.__doc__.split()) > 20, name
+    for variant in VARIANTS:
+        judged = _judged_by(variant.features)
+        for req in (*variant.fails, *variant.warns, *variant.blocked):
+            assert req in registry.requirements, (variant.fault, req)
+            assert "C" in registry[req].roles, (variant.fault, req)
+            assert req in judged, (variant.fault, req, "not judged by its features")
+        for req in variant.warns:
+            assert registry[req].level.value == "SHOULD", (variant.fault, req)
+        assert variant.fails, variant.fault
+
+
+def _judged_by(features: tuple[str, ...]) -> set[str]:
+    return {
+        r for s in load_scenarios() if Path(s.feature_file).stem in features for r in s.requirements
+    }
+
+
+@dataclass
+class BrokenRun:
+    run: SuiteRun
+    seconds: float
+    workdir: Path
+
+
+def certify_broken(variant: Variant, workdir: Path) -> BrokenRun:
+    """Certify the reference client with ``variant``'s fault, in client mode."""
+    started = time.monotonic()
+    config = workdir / "client.toml"
+    config.write_text("[client]\nwelcome_timeout_s = 2\n", encoding="utf-8")
+    ixit = workdir / "ixit.toml"
+    ixit.write_text(
+        f'[ics]\nimplementation = "reference client with {variant.fault}"\nroles = ["C"]\n'
+        'features = ["multi_server"]\n\n[client]\nwelcome_timeout_s = 2\n',
+        encoding="utf-8",
+    )
+    command = (
+        shlex.join([sys.executable, str(RUN), variant.fault])
+        + (
+            " --provisioning-url {provisioning_url} --provisioning-url {provisioning_url_2}"
+            " --app-port {app_port} --state-dir {state_dir} --client-id {client_id}"
+            " --credential {credential} --ca-file {ca_file} --config "
+        )
+        + shlex.quote(str(config))
+    )
+    features = [a for f in variant.features for a in ("--feature", f)]
+    run = run_suite(workdir / "reports", "--ixit", str(ixit), "--target-client", command, *features)
+    return BrokenRun(run, round(time.monotonic() - started, 1), workdir)
+
+
+@pytest.fixture(scope="module")
+def broken_runs(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, Future[BrokenRun]]]:
+    """The runs of the variants selected in this session, started at once, PARALLEL at a
+    time, in the order the tests will ask for them."""
+    wanted = [
+        item.callspec.params["variant"]
+        for item in request.session.items
+        if item.module is request.module and hasattr(item, "callspec")
+    ]
+    with ThreadPoolExecutor(PARALLEL, thread_name_prefix="broken-client") as pool:
+        runs = {
+            v.fault: pool.submit(certify_broken, v, tmp_path_factory.mktemp(v.fault))
+            for v in wanted
+        }
+        try:
+            yield runs
+        finally:
+            for future in runs.values():
+                future.cancel()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("variant", VARIANTS, ids=lambda v: v.fault)
+def test_the_suite_fails_exactly_what_the_fault_breaks(
+    variant: Variant, broken_runs: dict[str, Future[BrokenRun]]
+) -> None:
+    broken = broken_runs[variant.fault].result()
+    run = broken.run
+    assert run.statement, f"no statement:\n{run.output[-3000:]}"
+    registry = load_registry()
+    judged = _judged_by(variant.features)
+    ics = run.statement["ics"]["features"]
+    wrong: list[str] = []
+    for row in run.statement["requirements"]:
+        req, verdict = row["id"], row["verdict"]
+        requirement = registry[req]
+        applies = (
+            "C" in requirement.roles
+            and (not requirement.feature or requirement.feature in ics)
+            and req in judged
+        )
+        if req in variant.fails:
+            expected = Verdict.FAIL.value
+        elif req in variant.warns:
+            expected = Verdict.WARN.value
+        elif req in variant.blocked:
+            expected = Verdict.ERROR.value
+            if verdict == expected and not row["explanation"].startswith("not reached"):
+                verdict = f"ERROR not by blocking ({row['explanation'][:100]})"
+        else:
+            expected = Verdict.PASS.value if applies else Verdict.NA.value
+        if verdict != expected:
+            wrong.append(f"{req}: {verdict}, expected {expected}: {row['explanation'][:300]}")
+    counts = {k: n for k, n in run.statement["summary"].items() if n}
+    print(f"{variant.fault}: {broken.seconds} s, {counts}")  # shown with -rP or -s
+    assert not wrong, (
+        f"{variant.fault} ({broken.seconds} s, {counts}; reports in {broken.workdir}):\n"
+        + "\n".join(wrong)
+    )
