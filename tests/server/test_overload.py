@@ -86,3 +86,19 @@ def test_shedding_in_drain_mode_redirects_established_sessions_at_a_bounded_rate
             assert trio.current_time() - start >= 1.9
 
     trio.run(main)
+
+
+def test_hellos_arriving_together_never_exceed_max_sessions(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with running(config(tmp_path, overload={"max_sessions": 3})) as env:
+            answers: list[str] = []
+
+            async def one(n: int) -> None:
+                answers.append((await env.hello(n))[1]["type"])
+
+            async with trio.open_nursery() as nursery:
+                for n in range(1, 9):
+                    nursery.start_soon(one, n)
+            assert sorted(answers) == ["reject"] * 5 + ["welcome"] * 3
+
+    trio.run(main)

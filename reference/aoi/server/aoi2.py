@@ -234,7 +234,13 @@ class Aoi2Endpoint:
             link.session.send(refusal, now)
             return
         link.client_id = hello.client_id
-        session_id, resumed, previous = await self.hub.attach(link, hello.session)
+        # attach() counts the session only once the store has it: hold its place meanwhile,
+        # or every hello arriving during that write would be admitted past max_sessions.
+        self.load.admitting += 1
+        try:
+            session_id, resumed, previous = await self.hub.attach(link, hello.session)
+        finally:
+            self.load.admitting -= 1
         if previous is not None:
             previous.session.close(CloseCode.SESSION_TAKEN_OVER, "session resumed elsewhere")
             previous.flush()

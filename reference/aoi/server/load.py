@@ -24,10 +24,11 @@ class LoadMonitor:
         self.store = store
         self.draining = False
         self.loop_lag_ms = 0.0
+        self.admitting = 0  # hellos admitted whose session the store is still recording
 
     def load(self) -> Load:
         return Load(
-            sessions=self.hub.established,
+            sessions=self.hub.established + self.admitting,
             loop_lag_ms=self.loop_lag_ms,
             store_backlog=self.store.backlog(),
             draining=self.draining,
