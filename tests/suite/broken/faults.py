@@ -72,18 +72,31 @@ def drops_under_overload() -> None:
     server refuses new ones, and that no accepted notification is lost. A server that
     sheds work by losing what it already promised is exactly what it rules out.
     """
-    from aoi.net.http import Request, Response
-    from aoi.server.push_api import PushApi
+    import contextvars
 
-    original = PushApi._push
+    from aoi.net.http import Request, Response
+    from aoi.server.hub import Hub
+    from aoi.server.push_api import PushApi
+    from aoi.server.store import StoredNotification
+
+    overloaded = contextvars.ContextVar("overloaded", default=False)
+    original_push, original_accept = PushApi._push, Hub.accept
 
     async def _push(self: PushApi, request: Request, token: str) -> Response:
-        response = await original(self, request, token)
-        if response.status == 201 and self.load.status() != "ok":
-            self.hub.cancel(_json_body(response)["id"])  # gone from memory: never sent
-        return response
+        mark = overloaded.set(self.load.status() != "ok")
+        try:
+            return await original_push(self, request, token)
+        finally:
+            overloaded.reset(mark)
+
+    async def accept(self: Hub, notification: StoredNotification, replaces: list[str]) -> None:
+        if not overloaded.get():
+            return await original_accept(self, notification, replaces)
+        await self.store.add_notification(notification, replaces)  # a 201, never queued
+        return None
 
     PushApi._push = _push  # type: ignore[method-assign]
+    Hub.accept = accept  # type: ignore[method-assign]
 
 
 @fault
