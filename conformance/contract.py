@@ -6,7 +6,9 @@ packages), so that a target's timestamps and endpoints are judged the same every
 
 from __future__ import annotations
 
+import json
 import re
+from collections.abc import Callable
 from datetime import datetime
 from functools import cache
 from typing import Any
@@ -80,3 +82,16 @@ def aoi2_errors(message: Any) -> list[str]:
 def aoi1_errors(message: Any) -> list[str]:
     """Why ``message`` is not a valid AOI-1 message (empty when it is)."""
     return message_errors("aoi1", message)
+
+
+def read_frame(
+    raw: str | bytes, problems_of: Callable[[Any], list[str]]
+) -> tuple[dict[str, Any] | None, list[str]]:
+    """A received WebSocket message: the JSON object it holds (if any) and what is wrong."""
+    if isinstance(raw, bytes):
+        return None, ["a binary message (AOI-2 messages are text)"]
+    try:
+        decoded = json.loads(raw)
+    except ValueError as e:
+        return None, [f"not JSON: {e}"]
+    return (decoded if isinstance(decoded, dict) else None), problems_of(decoded)

@@ -306,17 +306,7 @@ class Aoi2Connection:
 
     async def _deliver(self, raw: str | bytes) -> None:
         self.wirelog.frame(self.label, "<-", raw)
-        message: dict[str, Any] | None = None
-        if isinstance(raw, bytes):
-            problems = ["a binary message (AOI-2 messages are text)"]
-        else:
-            try:
-                decoded = json.loads(raw)
-            except ValueError as e:
-                problems = [f"not JSON: {e}"]
-            else:
-                message = decoded if isinstance(decoded, dict) else None
-                problems = self.contract_errors(decoded)
+        message, problems = contract.read_frame(raw, self.contract_errors)
         self._seq += 1
         frame = Frame(self._seq, time.monotonic(), raw, message, problems)
         state = self._state

@@ -390,17 +390,7 @@ class SuiteServer:
 
     async def _received(self, conn: ServerConnection, raw: str | bytes) -> None:
         self.wirelog.frame(conn.label, "<-", raw)
-        message: dict[str, Any] | None = None
-        if isinstance(raw, bytes):
-            problems = ["a binary message (AOI-2 messages are text)"]
-        else:
-            try:
-                decoded = json.loads(raw)
-            except ValueError as e:
-                problems = [f"not JSON: {e}"]
-            else:
-                message = decoded if isinstance(decoded, dict) else None
-                problems = contract.aoi2_errors(decoded)
+        message, problems = contract.read_frame(raw, contract.aoi2_errors)
         frame = Frame(len(conn.frames) + 1, time.monotonic(), raw, message, problems)
         conn.frames.append(frame)
         self.on_change()
