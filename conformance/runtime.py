@@ -19,7 +19,7 @@ import pytest
 from conformance.client_target import ClientMode
 from conformance.driver.portal import Portal
 from conformance.ixit import Ixit
-from conformance.registry import REQUIREMENT_TAG, Registry, side_of
+from conformance.registry import CITATION, REQUIREMENT_TAG, Registry, side_of
 from conformance.targets import Targets
 from conformance.verdicts import Outcome, SuiteDefect, Verdict, scenario_verdict
 from conformance.world import World
@@ -169,9 +169,20 @@ class Runtime:
         request.node.stash[IN_STEP] = False
 
     def pytest_bdd_step_error(
-        self, request: pytest.FixtureRequest, exception: BaseException, **_: Any
+        self,
+        request: pytest.FixtureRequest,
+        scenario: Any,
+        step: Any,
+        exception: BaseException,
+        **_: Any,
     ) -> None:
         request.node.stash[STEP_ERROR] = exception
+        world = request.node.stash.get(WORLD, None)
+        if world is not None:  # what this step and the ones after it would have judged
+            at = next((i for i, s in enumerate(scenario.steps) if s is step), 0)
+            world.verdicts.unreached = frozenset(
+                req for s in scenario.steps[at:] for req in CITATION.findall(s.name)
+            )
 
     def pytest_bdd_step_func_lookup_error(
         self, request: pytest.FixtureRequest, exception: BaseException, **_: Any

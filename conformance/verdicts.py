@@ -10,9 +10,13 @@
 
 A SHALL violation stops the scenario (:class:`ConformanceFailure`, an ``AssertionError``
 so that Allure reports "failed"); a SHOULD violation is recorded and the scenario goes
-on. A requirement that a scenario tags but never checks is a defect of the suite
-(:class:`SuiteDefect`, reported "broken"), unless an earlier failure stopped the scenario
-before it got there; it is then BLOCKED in that scenario and judged by no one there.
+on. The ambient checks (every frame and answer against the schemas) are recorded and
+raised only when the scenario ends, so that an invalid frame does not keep the scenario
+from judging what it is about. A requirement that a scenario tags but never checks is a
+defect of the suite (:class:`SuiteDefect`, reported "broken"), unless an earlier failure
+stopped the scenario before it got there; it is then BLOCKED in that scenario and judged
+by no one there. So is a requirement whose first checks held but whose later steps were
+never reached: half a proof is no PASS.
 """
 
 from __future__ import annotations
@@ -77,18 +81,29 @@ class ScenarioVerdicts:
     registry: Registry
     tags: frozenset[str]
     checks: list[Check] = field(default_factory=list)
-    stopped_by: str = ""  # why the scenario stopped early, when it did
+    # Requirements that steps not reached (or the step that stopped the scenario) cite.
+    unreached: frozenset[str] = frozenset()
 
     def check(self, req: str, ok: bool, explanation: str) -> bool:
         """Record that ``req`` held (``ok``) or not, and why; a SHALL violation raises."""
+        self.record(req, ok, explanation)
+        if not ok and self.registry[req].binding is Level.SHALL:
+            raise ConformanceFailure(req, explanation)
+        return bool(ok)
+
+    def record(self, req: str, ok: bool, explanation: str) -> None:
+        """Record a check without stopping the scenario (see :meth:`raise_recorded`)."""
         if req not in self.registry:
             raise SuiteDefect(f"check names unknown requirement {req}")
         if req not in self.tags and req not in AMBIENT:
             raise SuiteDefect(f"check names {req}, which the scenario does not tag")
         self.checks.append(Check(req, bool(ok), explanation))
-        if not ok and self.registry[req].binding is Level.SHALL:
-            raise ConformanceFailure(req, explanation)
-        return bool(ok)
+
+    def raise_recorded(self) -> None:
+        """At the end of a scenario: fail it on the first recorded SHALL violation."""
+        for c in self.checks:
+            if not c.ok and self.registry[c.req].binding is Level.SHALL:
+                raise ConformanceFailure(c.req, c.explanation)
 
     def precondition(self, ok: bool, explanation: str) -> None:
         """A step the scenario needs; its failure blocks the scenario without judging."""
@@ -117,11 +132,17 @@ class ScenarioVerdicts:
                 verdict = Verdict.FAIL if shall else Verdict.WARN
                 result[req] = Outcome(verdict, "; ".join(c.explanation for c in failed))
             elif isinstance(error, ConformanceFailure | PreconditionFailed):
-                result[req] = (
-                    Outcome(Verdict.PASS, "all checks held before the scenario stopped")
-                    if mine
-                    else Outcome(Verdict.BLOCKED, f"not reached: {error}")
-                )
+                if not mine:
+                    result[req] = Outcome(Verdict.BLOCKED, f"not reached: {error}")
+                elif req in self.unreached:
+                    result[req] = Outcome(
+                        Verdict.BLOCKED,
+                        f"{len(mine)} check(s) held, later steps not reached: {error}",
+                    )
+                else:
+                    result[req] = Outcome(
+                        Verdict.PASS, "all its checks held before the scenario stopped"
+                    )
             elif error is not None:
                 result[req] = Outcome(Verdict.ERROR, f"{type(error).__name__}: {error}")
             elif mine:

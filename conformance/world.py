@@ -284,12 +284,14 @@ class World:
         return value
 
     def judge_frame(self, device: str, frame: Frame) -> None:
+        """Every frame a client receives must be valid AOI-2 (AOI-GEN-002); judged at the
+        end of the scenario (:meth:`finish`), so the scenario goes on with what it got."""
         key = (id(frame), frame.seq)
         if key in self._judged:
             return
         self._judged.add(key)
         if frame.problems:
-            self.check(
+            self.verdicts.record(
                 "AOI-GEN-002",
                 False,
                 f"client {device} got a message that is not valid AOI-2: "
@@ -304,6 +306,7 @@ class World:
                     self.judge_frame(device.name, frame)
         for finisher in self.finishers:
             finisher()
+        self.verdicts.raise_recorded()
 
     # --- actors ----------------------------------------------------------------------
 
@@ -335,12 +338,13 @@ class World:
             client.close()
 
     def judge_answer(self, answer: Answer) -> None:
-        """AOI-3 error bodies must be ``error_response`` objects (AOI-GEN-001)."""
+        """AOI-3 error bodies must be ``error_response`` objects (AOI-GEN-001); judged at
+        the end of the scenario, as frames are."""
         from conformance import contract
 
         if answer.status >= 400 and answer.status != 0:
             problems = contract.errors("aoi3/error_response.json", answer.body)
-            self.check(
+            self.verdicts.record(
                 "AOI-GEN-001",
                 not problems,
                 f"HTTP {answer.status} body is not an error_response: {'; '.join(problems)}",

@@ -7,8 +7,7 @@ every profile of the embedded run (the same configurations and the same IXIT: ov
 subprocess. The requirements each fault must FAIL are declared here, with why; every other
 requirement the ICS makes applicable must PASS, the rest (role C) be N/A. Blocked ones are
 declared too: a requirement whose scenario the fault stops before it can judge it is ERROR
-("not certified"), by design. A variant the suite does not judge right yet names the
-suite's defect and is a strict xfail: it fails once the suite is fixed, to be unmarked.
+("not certified"), by design.
 
 The variants run two at a time in the background, started by the first test that needs
 one; their servers (seven per variant, one per profile) are forked by one fork server that
@@ -46,7 +45,6 @@ class Variant:
     fails: Mapping[str, str]  # requirement -> how the fault breaks it
     # requirement -> why a scenario of it cannot be judged with the fault (ERROR, by design)
     blocked: Mapping[str, str] = field(default_factory=dict)
-    suite_defect: str = ""  # why the suite does not judge it so yet (the test is xfail)
 
 
 VARIANTS = (
@@ -73,8 +71,6 @@ VARIANTS = (
             "AOI-APP-003": "the server's own schema check refuses unregister with its 11-char "
             "token (invalid_message): the app cannot unregister",
         },
-        suite_defect="an invalid frame (AOI-GEN-002, ambient) stops every scenario that "
-        "registers: APP-002 and 17 others are ERROR (blocked), not judged",
     ),
     Variant(
         "reused_tokens",
@@ -83,8 +79,6 @@ VARIANTS = (
             "AOI-DEL-002": "B's marker, pushed to the token B shares with A, reaches A: the "
             "scenario stops at a precondition before it judges what B received",
         },
-        suite_defect="a requirement with checks that held before a precondition stopped its "
-        "scenario is PASS, though its later checks never ran (DEL-002 here)",
     ),
     Variant(
         "never_expires",
@@ -200,19 +194,7 @@ def broken_runs(
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(
-    "variant",
-    [
-        pytest.param(
-            v,
-            id=v.fault,
-            marks=[pytest.mark.xfail(reason=f"suite defect: {v.suite_defect}", strict=True)]
-            if v.suite_defect
-            else [],
-        )
-        for v in VARIANTS
-    ],
-)
+@pytest.mark.parametrize("variant", VARIANTS, ids=[v.fault for v in VARIANTS])
 def test_the_suite_fails_exactly_what_the_fault_breaks(
     variant: Variant, broken_runs: dict[str, Future[BrokenRun]]
 ) -> None:
@@ -234,7 +216,7 @@ def test_the_suite_fails_exactly_what_the_fault_breaks(
         elif req in variant.blocked:
             expected = Verdict.ERROR.value
             scenario_verdicts = {s["verdict"] for s in row["scenarios"]}
-            if verdict == expected and not scenario_verdicts <= {"PASS", "BLOCKED"}:
+            if verdict == expected and not scenario_verdicts <= {"PASS", "BLOCKED", "N/A"}:
                 verdict = f"ERROR not by blocking ({sorted(scenario_verdicts)})"
         else:
             expected = Verdict.PASS.value if applies else Verdict.NA.value

@@ -74,6 +74,37 @@ def test_ambient_requirements_may_be_checked_anywhere() -> None:
     assert v.outcomes()["AOI-GEN-002"].verdict is Verdict.FAIL
 
 
+def test_a_recorded_violation_lets_the_scenario_go_on_and_fails_it_at_the_end() -> None:
+    v = verdicts("AOI-APP-002")
+    v.record("AOI-GEN-002", False, "a registered frame with a short token")
+    assert v.check("AOI-APP-002", True, "tokens differ")  # the scenario went on
+    with pytest.raises(ConformanceFailure) as caught:
+        v.raise_recorded()
+    assert caught.value.req == "AOI-GEN-002"
+    outcomes = v.outcomes(caught.value)
+    assert outcomes["AOI-GEN-002"].verdict is Verdict.FAIL
+    assert outcomes["AOI-APP-002"].verdict is Verdict.PASS
+
+
+def test_recorded_checks_that_held_raise_nothing() -> None:
+    v = verdicts("AOI-DEL-001")
+    v.record("AOI-GEN-002", True, "valid")
+    v.raise_recorded()
+
+
+def test_a_requirement_checked_in_part_before_the_scenario_stopped_is_blocked() -> None:
+    v = verdicts("AOI-DEL-002", "AOI-APP-002")
+    v.check("AOI-APP-002", True, "tokens differ")
+    v.check("AOI-DEL-002", True, "A got its own marker")
+    with pytest.raises(PreconditionFailed) as caught:
+        v.precondition(False, "B's marker reached A")
+    v.unreached = frozenset({"AOI-DEL-002"})  # cited by the failing step and later ones
+    outcomes = v.outcomes(caught.value)
+    assert outcomes["AOI-DEL-002"].verdict is Verdict.BLOCKED
+    assert "1 check(s) held" in outcomes["AOI-DEL-002"].explanation
+    assert outcomes["AOI-APP-002"].verdict is Verdict.PASS  # all of its steps ran
+
+
 def test_a_tagged_requirement_never_checked_is_an_error_of_the_suite() -> None:
     v = verdicts("AOI-OLC-001", "AOI-CON-004")
     v.check("AOI-OLC-001", True, "ok")
