@@ -32,6 +32,7 @@ from conformance.driver.aoi1 import Aoi1Connection
 from conformance.driver.aoi2 import Frame
 from conformance.driver.aoi2_server import HelloAnswer, SuiteServer
 from conformance.driver.provisioning import ProvisioningEndpoint, Refusal
+from conformance.ports import free_port
 
 if TYPE_CHECKING:
     from conformance.world import World
@@ -39,14 +40,6 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 APP_PREFIX = "org.aoi.conformance."
 RESPONSE_S = 5.0  # how long the client may take to act on one event, before scaling
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def rfc3339(moment: datetime) -> str:

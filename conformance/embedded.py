@@ -17,7 +17,6 @@ import json
 import secrets
 import shlex
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -29,6 +28,7 @@ from typing import Any
 
 from conformance.client_target import ClientMode, ClientTarget
 from conformance.ixit import Client, Endpoint, Ics, Ixit, Overload, ServerApp
+from conformance.ports import free_port
 
 PROVIDER = "conformance.example"
 HANDSHAKE_TIMEOUT_S = 2
@@ -134,12 +134,6 @@ def render_toml(tables: dict[str, Any]) -> str:
             out += [f"{k} = {_toml(v)}" for k, v in entry.items()]
             out.append("")
     return "\n".join(out)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
