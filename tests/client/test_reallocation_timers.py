@@ -146,6 +146,25 @@ def test_refusal_never_fails_over(tmp_path: Path, reason: str) -> None:
     run(main)
 
 
+def test_unsupported_version_moves_on_and_never_says_hello_there_again(tmp_path: Path) -> None:
+    a, b = FakeServer("a", 1), FakeServer("b", 2)
+    a.reject = ("unsupported_version", 1.0)
+
+    async def main() -> None:
+        async with running(tmp_path, [policy(a, b)], a, b) as h:
+            app = await h.app()
+            registered = await app.register(APP)
+            assert registered["type"] == "app_registered" and registered["server_id"] == "b"
+            b.reject = ("unsupported_version", None)
+            await b.drop()
+            failed = await app.expect("connection_failed")
+            assert failed["reason"] == "exhausted" and failed["fallback"] == "direct"
+            await app.quiet(3600)
+            assert len(a.hellos) == 1 and len(b.hellos) == 2  # neither is asked again
+
+    run(main)
+
+
 def test_lost_session_reconnects_with_full_jitter_backoff(tmp_path: Path) -> None:
     delays = []
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 
 import pytest
@@ -185,3 +186,17 @@ def test_reallocation_properties(
             Outcome.REFUSED,
         ):
             assert r.cool_until[server.id] >= now + retry_after
+
+
+def test_unsupported_version_never_tries_that_server_again() -> None:
+    r = Reallocator(policy(back=600), [A, C], "priority_weighted", random.Random(3))
+    first = r.start(0.0)
+    assert first.server == A
+    moved = r.report("a", Outcome.UNSUPPORTED, 0.0, retry_after_s=5)
+    assert isinstance(moved, Connect) and moved.server == C  # another may speak it
+    assert r.cool_until["a"] == math.inf  # retry_after_s does not shorten it
+    r.report("c", Outcome.ACCEPTED, moved.at)
+    assert r.probe(1e9) is None  # no return to a preferred server that refused the version
+    failed = r.report("c", Outcome.UNSUPPORTED, 2.0)
+    assert isinstance(failed, Fail) and failed.reason is FailReason.EXHAUSTED
+    assert failed.then.at == math.inf  # the apps are told, and neither server is tried again

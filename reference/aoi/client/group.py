@@ -415,7 +415,7 @@ class Group:
             "connection_failed",
             provider=self.provider,
             reason=decision.reason.value,
-            retry_in_s=round(retry, 3),
+            retry_in_s=round(retry, 3) if math.isfinite(retry) else None,
             notify=notify,
             apps=len(self.apps),
         )

@@ -9,6 +9,7 @@ randomness are inputs; every rule is in :data:`RULES` and the few methods below 
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -23,12 +24,17 @@ class Outcome(StrEnum):
     OVERLOADED = "overloaded"  # reject{overloaded}
     REDIRECTED = "redirected"  # redirect of an established session
     UNREACHABLE = "unreachable"  # no connection, TLS failure, no answer in time
-    REFUSED = "refused"  # reject for credentials, rate of failed hellos, version
+    REFUSED = "refused"  # reject for credentials or the rate of failed hellos
+    UNSUPPORTED = "unsupported"  # reject{unsupported_version}: never again with this version
     LOST = "lost"  # an established session dropped without a word
 
 
 def outcome_of_reject(reason: str) -> Outcome:
-    return Outcome.OVERLOADED if reason == RejectReason.OVERLOADED else Outcome.REFUSED
+    if reason == RejectReason.OVERLOADED:
+        return Outcome.OVERLOADED
+    if reason == RejectReason.UNSUPPORTED_VERSION:
+        return Outcome.UNSUPPORTED
+    return Outcome.REFUSED
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +44,7 @@ class Rule:
     honour_retry_after: bool
     action: Callable[[Reallocation], Action] | None  # None: never fail over to another server
     fail_reason: FailReason
+    for_good: bool = False  # the server is never tried again
 
 
 RULES: Mapping[Outcome, Rule] = {
@@ -45,6 +52,8 @@ RULES: Mapping[Outcome, Rule] = {
     Outcome.REDIRECTED: Rule(True, lambda r: r.on_overload, FailReason.OVERLOADED),
     Outcome.UNREACHABLE: Rule(False, lambda r: r.on_unreachable, FailReason.UNREACHABLE),
     Outcome.REFUSED: Rule(True, None, FailReason.REJECTED),
+    # Another server may speak this version; this one never will (protocol 6.6).
+    Outcome.UNSUPPORTED: Rule(False, lambda r: r.on_unreachable, FailReason.REJECTED, True),
 }
 
 
@@ -140,6 +149,8 @@ class Reallocator:
             return Connect(server, max(now + delay, self.cool_until.get(server.id, now)))
         rule = RULES[outcome]
         cool = retry_after_s if rule.honour_retry_after and retry_after_s is not None else None
+        if rule.for_good:
+            cool = math.inf
         self._cool(server, now + (cool if cool is not None else self.policy.backoff.cap_s(attempt)))
         if server.id not in self.tried:
             self.tried.append(server.id)
