@@ -53,7 +53,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from . import aoi_storm, mosquitto, mqtt, report, server
+from . import aoi_storm, mosquitto, mqtt, report, server, stack_floor
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKLOADS = ("memory", "throughput", "latency", "storm", "reallocation")
@@ -247,6 +247,7 @@ def profile(folder: Path, sizes: dict[str, Any], out: Path) -> dict[str, Any]:
         **summary, "seconds": seconds, "command": shown, "stacks": out.name,
         "acked_per_s_while_profiled": figures["acked_per_s"],
         "server_cpu_cores_while_profiled": figures["server_cpu_cores"],
+        "stack_floor": stack_floor.measure(2.0),
     }  # fmt: skip
 
 

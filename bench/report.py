@@ -317,6 +317,16 @@ def profile_section(profile: dict[str, Any]) -> str:
     lines += ["", "Functions most often at the top of the stack (self time):", ""]
     lines += ["| Function | Share |", "|---|--:|"]
     lines += [f"| `{name}` | {share:.1%} |" for name, share in profile["self"].items()]
+    floor = profile.get("stack_floor")
+    if floor:
+        lines += [
+            "",
+            f"The floor of the stack (`python -m bench.stack_floor`: the libraries alone, no "
+            f"server logic, event loop or system call): h11 {floor['h11_us']:g} µs, wsproto "
+            f"{floor['wsproto_us']:g} µs, JSON and schemas {floor['codec_us']:g} µs per "
+            f"notification, {floor['floor_us']:g} µs in all: at most "
+            f"{floor['ceiling_per_core_per_s']:,} notifications/s per CPU core.",
+        ]
     return "\n".join(lines) + "\n"
 
 

@@ -253,3 +253,16 @@ def test_profile_summary_adds_up() -> None:
     }
     assert summary["inclusive"]["AOI-3 push API (aoi/server/push_api)"] == 0.9
     assert summary["self"]["_push (aoi/server/push_api.py)"] == 0.6
+
+
+def test_the_stack_floor_does_the_work_of_one_notification() -> None:
+    from bench import stack_floor
+
+    stack_floor.http_exchange()()  # a request parsed and answered; the next one still fits
+    stack_floor.http_exchange()()
+    stack_floor.websocket_exchange()()  # asserts the ack came out as a message
+    stack_floor.codec_work()()  # asserts the push body is valid
+    figures = stack_floor.measure(0.01)
+    parts = figures["h11_us"] + figures["wsproto_us"] + figures["codec_us"]
+    assert figures["floor_us"] == pytest.approx(parts, abs=0.2)
+    assert figures["ceiling_per_core_per_s"] == pytest.approx(1e6 / figures["floor_us"], rel=1e-2)
