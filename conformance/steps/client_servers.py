@@ -410,6 +410,24 @@ def retries_same(stage: Stage, name: str, other: str, req: str) -> None:
 
 
 @then(
+    text('server "{name:q}" gets its first hello and no other within {s:num} seconds [{req:req}]')
+)
+def asked_once(stage: Stage, name: str, s: float, req: str) -> None:
+    server = stage.servers[name]
+    first = stage.wait(lambda: next(iter(server.hellos()), None), stage.patience())
+    stage.world.found(req, first, f"server {name} got no hello: the client did not try it")
+    again = stage.wait(lambda: len(server.hellos()) >= 2 or None, stage.world.timeout(s))
+    hellos = stage.read(server.hellos)
+    stage.world.check(
+        req,
+        again is None,
+        f"server {name} refused hello version {hellos[0].get('version')}, and the AOI Client "
+        f"said hello to it again {hellos[-1].at - hellos[0].at:.2f} s later with version "
+        f"{hellos[-1].get('version')}",
+    )
+
+
+@then(
     text(
         'the AOI Client opens a connection to server "{name:q}" but never sends it hello '
         "[{req:req}]"
