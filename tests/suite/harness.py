@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -15,6 +15,8 @@ from typing import Any
 
 from conformance.embedded import EmbeddedReference, embedded_ixit
 from conformance.ixit import render_ixit
+from conformance.registry import load_registry
+from conformance.verdicts import Verdict
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -27,6 +29,59 @@ class SuiteRun:
 
     def verdicts(self) -> dict[str, str]:
         return {r["id"]: r["verdict"] for r in self.statement.get("requirements", [])}
+
+
+@dataclass
+class BrokenRun:
+    """The suite's run against a target with one fault injected."""
+
+    run: SuiteRun
+    seconds: float
+    workdir: Path
+
+    def assert_judged(
+        self,
+        fault: str,
+        role: str,
+        fails: Mapping[str, str],
+        blocked: Mapping[str, str],
+        warns: Mapping[str, str] | None = None,
+        judged: Collection[str] | None = None,
+    ) -> None:
+        """Exactly ``fails`` FAIL and ``warns`` WARN; ``blocked`` are ERROR because their
+        scenarios stopped before judging them; every other requirement of ``role`` that the
+        ICS makes applicable (and that the run ``judged``, when given) PASS, the rest N/A."""
+        statement = self.run.statement
+        assert statement, f"no statement:\n{self.run.output[-3000:]}"
+        registry = load_registry()
+        ics = statement["ics"]["features"]
+        wrong: list[str] = []
+        for row in statement["requirements"]:
+            req, verdict = row["id"], row["verdict"]
+            requirement = registry[req]
+            applies = (
+                role in requirement.roles
+                and (not requirement.feature or requirement.feature in ics)
+                and (judged is None or req in judged)
+            )
+            if req in fails:
+                expected = Verdict.FAIL.value
+            elif warns and req in warns:
+                expected = Verdict.WARN.value
+            elif req in blocked:
+                expected = Verdict.ERROR.value
+                scenario_verdicts = {s["verdict"] for s in row["scenarios"]}
+                if verdict == expected and not scenario_verdicts <= {"PASS", "BLOCKED", "N/A"}:
+                    verdict = f"ERROR not by blocking ({sorted(scenario_verdicts)})"
+            else:
+                expected = Verdict.PASS.value if applies else Verdict.NA.value
+            if verdict != expected:
+                wrong.append(f"{req}: {verdict}, expected {expected}: {row['explanation'][:300]}")
+        counts = {k: n for k, n in statement["summary"].items() if n}
+        print(f"{fault}: {self.seconds} s, {counts}")  # shown with -rP or -s
+        assert not wrong, (
+            f"{fault} ({self.seconds} s, {counts}; reports in {self.workdir}):\n" + "\n".join(wrong)
+        )
 
 
 def run_suite(reports: Path, *args: str, timeout: float = 600) -> SuiteRun:

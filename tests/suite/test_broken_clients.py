@@ -24,10 +24,9 @@ from pathlib import Path
 
 import pytest
 from conformance.registry import load_registry, load_scenarios
-from conformance.verdicts import Verdict
 
 from tests.suite.broken_clients.faults import FAULTS
-from tests.suite.harness import SuiteRun, run_suite
+from tests.suite.harness import BrokenRun, run_suite
 
 RUN = Path(__file__).resolve().parent / "broken_clients" / "run.py"
 PARALLEL = 2
@@ -133,13 +132,6 @@ def _judged_by(features: tuple[str, ...]) -> set[str]:
     }
 
 
-@dataclass
-class BrokenRun:
-    run: SuiteRun
-    seconds: float
-    workdir: Path
-
-
 def certify_broken(variant: Variant, workdir: Path) -> BrokenRun:
     """Certify the reference client with ``variant``'s fault, in client mode."""
     started = time.monotonic()
@@ -193,36 +185,11 @@ def broken_runs(
 def test_the_suite_fails_exactly_what_the_fault_breaks(
     variant: Variant, broken_runs: dict[str, Future[BrokenRun]]
 ) -> None:
-    broken = broken_runs[variant.fault].result()
-    run = broken.run
-    assert run.statement, f"no statement:\n{run.output[-3000:]}"
-    registry = load_registry()
-    judged = _judged_by(variant.features)
-    ics = run.statement["ics"]["features"]
-    wrong: list[str] = []
-    for row in run.statement["requirements"]:
-        req, verdict = row["id"], row["verdict"]
-        requirement = registry[req]
-        applies = (
-            "C" in requirement.roles
-            and (not requirement.feature or requirement.feature in ics)
-            and req in judged
-        )
-        if req in variant.fails:
-            expected = Verdict.FAIL.value
-        elif req in variant.warns:
-            expected = Verdict.WARN.value
-        elif req in variant.blocked:
-            expected = Verdict.ERROR.value
-            if verdict == expected and not row["explanation"].startswith("not reached"):
-                verdict = f"ERROR not by blocking ({row['explanation'][:100]})"
-        else:
-            expected = Verdict.PASS.value if applies else Verdict.NA.value
-        if verdict != expected:
-            wrong.append(f"{req}: {verdict}, expected {expected}: {row['explanation'][:300]}")
-    counts = {k: n for k, n in run.statement["summary"].items() if n}
-    print(f"{variant.fault}: {broken.seconds} s, {counts}")  # shown with -rP or -s
-    assert not wrong, (
-        f"{variant.fault} ({broken.seconds} s, {counts}; reports in {broken.workdir}):\n"
-        + "\n".join(wrong)
+    broken_runs[variant.fault].result().assert_judged(
+        variant.fault,
+        "C",
+        variant.fails,
+        variant.blocked,
+        variant.warns,
+        judged=_judged_by(variant.features),
     )

@@ -29,10 +29,9 @@ from pathlib import Path
 import pytest
 from conformance.ixit import load_ixit, render_ixit
 from conformance.registry import load_registry
-from conformance.verdicts import Verdict
 
 from tests.suite.broken.faults import FAULTS
-from tests.suite.harness import SuiteRun, run_suite, target
+from tests.suite.harness import BrokenRun, run_suite, target
 
 SERVE = Path(__file__).resolve().parent / "broken" / "serve.py"
 PROFILES = ("main", "overload", "shedding", "tls", "hello_limit", "restart", "push_overload")
@@ -124,13 +123,6 @@ def test_every_fault_has_a_variant_and_says_what_it_breaks() -> None:
         assert not set(variant.fails) & set(variant.blocked), variant.fault
 
 
-@dataclass
-class BrokenRun:
-    run: SuiteRun
-    seconds: float
-    workdir: Path
-
-
 def certify_broken(fault: str, workdir: Path, zygote: Path) -> BrokenRun:
     """Start every profile of the embedded run with ``fault`` injected (forked by the fork
     server at ``zygote``), run the whole suite against them in server mode."""
@@ -199,32 +191,5 @@ def test_the_suite_fails_exactly_what_the_fault_breaks(
     variant: Variant, broken_runs: dict[str, Future[BrokenRun]]
 ) -> None:
     broken = broken_runs[variant.fault].result()
-    run = broken.run
-    assert run.statement, f"no statement:\n{run.output[-3000:]}"
-    assert run.statement["run"]["complete"], run.output[-3000:]
-    registry = load_registry()
-    ics = run.statement["ics"]["features"]
-    wrong: list[str] = []
-    for row in run.statement["requirements"]:
-        req, verdict = row["id"], row["verdict"]
-        requirement = registry[req]
-        applies = "S" in requirement.roles and (
-            not requirement.feature or requirement.feature in ics
-        )
-        if req in variant.fails:
-            expected = Verdict.FAIL.value
-        elif req in variant.blocked:
-            expected = Verdict.ERROR.value
-            scenario_verdicts = {s["verdict"] for s in row["scenarios"]}
-            if verdict == expected and not scenario_verdicts <= {"PASS", "BLOCKED", "N/A"}:
-                verdict = f"ERROR not by blocking ({sorted(scenario_verdicts)})"
-        else:
-            expected = Verdict.PASS.value if applies else Verdict.NA.value
-        if verdict != expected:
-            wrong.append(f"{req}: {verdict}, expected {expected}: {row['explanation'][:300]}")
-    counts = {k: n for k, n in run.statement["summary"].items() if n}
-    print(f"{variant.fault}: {broken.seconds} s, {counts}")  # shown with -rP or -s
-    assert not wrong, (
-        f"{variant.fault} ({broken.seconds} s, {counts}; reports in {broken.workdir}):\n"
-        + "\n".join(wrong)
-    )
+    assert broken.run.statement.get("run", {}).get("complete"), broken.run.output[-3000:]
+    broken.assert_judged(variant.fault, "S", variant.fails, variant.blocked)
