@@ -11,7 +11,7 @@ that acks everything and records each receipt; a ``pusher`` process pushing to t
 ``rate``/s on keep-alive AOI-3 connections, from ``baseline`` seconds before the storm until
 ``after`` seconds after it. At the storm's instant, ``processes`` storm processes
 (``python -m bench.aoi_storm connect``) open ``clients`` sessions at once from a bare epoll
-loop, as :func:`bench.mqtt.storm_connect` does for MQTT: every socket, upgrade request,
+loop (:mod:`bench.epoll_storm`), as for MQTT: every socket, upgrade request,
 ``hello`` and ``register`` is prepared beforehand, then every ``connect()`` is issued; each
 client sends its WebSocket upgrade once connected, its ``hello`` after the ``101``, its
 ``register`` after the ``welcome``. A client is served when its ``registered`` arrives.
@@ -30,10 +30,7 @@ from __future__ import annotations
 import argparse
 import array
 import contextlib
-import errno
 import json
-import os
-import select
 import socket
 import subprocess
 import sys
@@ -45,6 +42,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from . import mqtt, server
+from .epoll_storm import Refused, client_socket, connect_all
 from .loadgen import percentiles, raise_nofile
 from .wire import TEXT, WireError, client_frame, server_frames, upgrade_request, upgrade_response
 
@@ -52,6 +50,42 @@ SOURCES = [f"127.0.0.{n}" for n in range(2, 10)]
 
 
 # --- one storm process -------------------------------------------------------------------
+
+
+class AoiHandshake:
+    """One AOI Client of a storm: WebSocket upgrade, ``hello`` after the ``101``,
+    ``register`` after the ``welcome``; served when ``registered`` arrives."""
+
+    def __init__(self, upgrade: bytes, hello: bytes, register: bytes) -> None:
+        self.upgrade, self.hello, self.register = upgrade, hello, register
+        self.phase = "upgrading"  # then "hello" (waiting for welcome), "register"
+        self.buffer = bytearray()
+
+    def connected(self) -> bytes:
+        return self.upgrade
+
+    def received(self, data: bytes) -> tuple[bytes, bool]:
+        self.buffer += data
+        reply = b""
+        try:
+            if self.phase == "upgrading":
+                if not upgrade_response(self.buffer):
+                    return b"", False
+                reply, self.phase = self.hello, "hello"
+            frames = server_frames(self.buffer)
+        except WireError as error:
+            raise Refused(f"wire: {error}") from error
+        for opcode, payload in frames:
+            if opcode != TEXT:
+                raise Refused(f"opcode {opcode}")
+            kind = json.loads(payload).get("type")
+            if kind == "welcome" and self.phase == "hello":
+                reply, self.phase = reply + self.register, "register"
+            elif kind == "registered" and self.phase == "register":
+                return reply, True
+            elif kind not in ("ping", "pong"):
+                raise Refused(f"{kind} in {self.phase}")
+        return reply, False
 
 
 def storm_connect(
@@ -65,114 +99,20 @@ def storm_connect(
     """Open every AOI-2 session of ``clients`` (client_id, credential, source) at once:
     (durations from ``start_at`` to each ``registered``, errors by kind, open sockets)."""
     url = urlsplit(aoi2)
-    host, port = url.hostname or "127.0.0.1", url.port or 80
     upgrade = upgrade_request(url.netloc, url.path or "/aoi", "aoi.v1")
-    register = json.dumps({"type": "register", "req": 1, "app_id": app_id}).encode()
+    register = client_frame(
+        json.dumps({"type": "register", "req": 1, "app_id": app_id}).encode(), TEXT
+    )
     prepared = []
     for client_id, credential, source in clients:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setblocking(False)
-        if source is not None:
-            sock.setsockopt(socket.IPPROTO_IP, mqtt.IP_BIND_ADDRESS_NO_PORT, 1)
-            sock.bind((source, 0))
         hello = json.dumps(
             {"type": "hello", "version": 1, "client_id": client_id, "credential": credential},
             separators=(",", ":"),
         ).encode()
-        prepared.append((sock, client_frame(hello, TEXT), client_frame(register, TEXT)))
-    durations = array.array("d")
-    errors: dict[str, int] = {}
-    done: list[socket.socket] = []
-    # fd -> [socket, phase, buffer, hello frame, register frame]; phases: "connecting",
-    # "upgrading" (waiting for 101), "hello" (waiting for welcome), "register" (registered)
-    states: dict[int, list[Any]] = {}
-    poller = select.epoll()
-
-    def fail(fd: int, why: str) -> None:
-        sock = states.pop(fd)[0]
-        with contextlib.suppress(OSError):
-            poller.unregister(fd)
-        sock.close()
-        errors[why] = errors.get(why, 0) + 1
-
-    time.sleep(max(0.0, start_at - time.monotonic()))
-    try:
-        for sock, hello, reg in prepared:
-            code = sock.connect_ex((host, port))
-            if code not in (0, errno.EINPROGRESS):
-                sock.close()
-                why = f"connect: {errno.errorcode.get(code, str(code))}"
-                errors[why] = errors.get(why, 0) + 1
-                continue
-            states[sock.fileno()] = [sock, "connecting", bytearray(), hello, reg]
-            poller.register(sock.fileno(), select.EPOLLOUT)
-        deadline = start_at + timeout
-        while states:
-            now = time.monotonic()
-            if now >= deadline:
-                for fd in list(states):
-                    fail(fd, "timeout")
-                break
-            for fd, events in poller.poll(min(1.0, deadline - now), 1024):
-                state = states.get(fd)
-                if state is None:
-                    continue
-                sock = state[0]
-                if state[1] == "connecting":
-                    code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-                    if code or events & (select.EPOLLERR | select.EPOLLHUP):
-                        fail(fd, f"connect: {os.strerror(code) if code else 'hang-up'}")
-                        continue
-                    sock.send(upgrade)
-                    state[1] = "upgrading"
-                    poller.modify(fd, select.EPOLLIN)
-                    continue
-                try:
-                    data = sock.recv(65536)
-                except BlockingIOError:
-                    continue
-                except OSError as error:
-                    fail(fd, f"recv: {error.strerror}")
-                    continue
-                if not data:
-                    fail(fd, "closed by the server")
-                    continue
-                buffer = state[2]
-                buffer += data
-                try:
-                    if state[1] == "upgrading":
-                        if not upgrade_response(buffer):
-                            continue
-                        sock.send(state[3])
-                        state[1] = "hello"
-                    frames = server_frames(buffer)
-                except WireError as error:
-                    fail(fd, f"wire: {error}"[:80])
-                    continue
-                for opcode, payload in frames:
-                    if opcode != TEXT:
-                        fail(fd, f"opcode {opcode}")
-                        break
-                    kind = json.loads(payload).get("type")
-                    if kind == "welcome" and state[1] == "hello":
-                        sock.send(state[4])
-                        state[1] = "register"
-                    elif kind == "registered" and state[1] == "register":
-                        durations.append(time.monotonic() - start_at)
-                        poller.unregister(fd)
-                        done.append(states.pop(fd)[0])
-                        break
-                    elif kind not in ("ping", "pong"):
-                        fail(fd, f"{kind} in {state[1]}")
-                        break
-    finally:
-        poller.close()
-        for state in states.values():
-            state[0].close()
-        for sock, _, _ in prepared:
-            if sock not in done:
-                sock.close()
-    return durations, errors, done
+        handshake = AoiHandshake(upgrade, client_frame(hello, TEXT), register)
+        prepared.append((client_socket(source), handshake))
+    address = (url.hostname or "127.0.0.1", url.port or 80)
+    return connect_all(address, prepared, start_at, timeout)
 
 
 def connect_main(args: argparse.Namespace) -> None:

@@ -37,14 +37,12 @@ from __future__ import annotations
 import array
 import asyncio
 import contextlib
-import errno
 import itertools
 import json
 import math
 import multiprocessing.connection
 import os
 import resource
-import select
 import socket
 import subprocess
 import sys
@@ -53,6 +51,8 @@ import traceback
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol
+
+from .epoll_storm import Refused, client_socket, connect_all
 
 # --- constants ---------------------------------------------------------------------------
 
@@ -87,7 +87,6 @@ topic write aoi/#
 pattern read aoi/%c/#
 """
 WORKER_NOFILE = 65536
-IP_BIND_ADDRESS_NO_PORT = getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24)
 
 
 def topic_for(client_id: str) -> str:
@@ -546,12 +545,8 @@ async def open_connection(
 ) -> tuple[Connection, Connack]:
     """Connect (from ``source``), authenticate, and subscribe to ``topic`` at QoS 1."""
     loop = asyncio.get_running_loop()
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock = client_socket(source)
     try:
-        sock.setblocking(False)
-        if source is not None:
-            sock.setsockopt(socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1)
-            sock.bind((source, 0))
         await loop.sock_connect(sock, (host, port))
         _, connection = await loop.create_connection(lambda: Connection(stats), sock=sock)
     except BaseException:
@@ -667,6 +662,33 @@ class Publisher:
                     await self._freed.wait()
 
 
+class MqttHandshake:
+    """One MQTT client of a storm: CONNECT once connected, SUBSCRIBE after the CONNACK;
+    served when the SUBACK grants QoS 1."""
+
+    def __init__(self, connect: bytes, subscribe: bytes) -> None:
+        self.connect, self.subscribe = connect, subscribe
+        self.reader = PacketReader()
+
+    def connected(self) -> bytes:
+        return self.connect
+
+    def received(self, data: bytes) -> tuple[bytes, bool]:
+        reply = b""
+        for kind, _flags, body in self.reader.feed(data):
+            if kind == CONNACK and not reply:
+                reason = parse_connack(body).reason_code
+                if reason:
+                    raise Refused(f"CONNACK 0x{reason:02x}")
+                reply = self.subscribe
+            elif kind == SUBACK:
+                codes = parse_suback(body).reason_codes
+                if codes != [1]:
+                    raise Refused(f"SUBACK {codes}")
+                return reply, True
+        return reply, False
+
+
 def storm_connect(
     host: str,
     port: int,
@@ -677,105 +699,16 @@ def storm_connect(
     start_at: float,
     timeout: float,
 ) -> tuple[array.array[float], dict[str, int], list[socket.socket]]:
-    """Open every session at once with a bare epoll loop: (durations, errors, sockets).
-
-    Sockets, CONNECT and SUBSCRIBE are prepared before ``start_at``; then every ``connect()``
-    is issued, and each client sends CONNECT once connected and SUBSCRIBE after its CONNACK.
-    A duration runs from ``start_at`` to the client's SUBACK. This costs the generator far
-    less per client than an asyncio task and transport each, so that a storm measures the
-    broker rather than the generator.
-    """
+    """Open every session of ``clients`` (client_id, source) at once with
+    :func:`bench.epoll_storm.connect_all`: (durations until each SUBACK, errors, sockets)."""
     prepared = []
     for client_id, source in clients:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setblocking(False)
-        if source is not None:
-            sock.setsockopt(socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1)
-            sock.bind((source, 0))
         connect = encode_connect(
             client_id, username=username, password=password, session_expiry=SESSION_EXPIRY_S
         )
-        prepared.append((sock, connect, encode_subscribe(1, topic_for(client_id), 1)))
-    durations = array.array("d")
-    errors: dict[str, int] = {}
-    done: list[socket.socket] = []
-    states: dict[int, list[Any]] = {}
-    poller = select.epoll()
-
-    def fail(fd: int, why: str) -> None:
-        sock = states.pop(fd)[0]
-        with contextlib.suppress(OSError):
-            poller.unregister(fd)
-        sock.close()
-        errors[why] = errors.get(why, 0) + 1
-
-    time.sleep(max(0.0, start_at - time.monotonic()))
-    try:
-        for sock, connect, subscribe in prepared:
-            code = sock.connect_ex((host, port))
-            if code not in (0, errno.EINPROGRESS):
-                sock.close()
-                why = f"connect: {errno.errorcode.get(code, str(code))}"
-                errors[why] = errors.get(why, 0) + 1
-                continue
-            states[sock.fileno()] = [sock, connect, subscribe, PacketReader()]
-            poller.register(sock.fileno(), select.EPOLLOUT)
-        deadline = start_at + timeout
-        while states:
-            now = time.monotonic()
-            if now >= deadline:
-                for fd in list(states):
-                    fail(fd, "timeout")
-                break
-            for fd, events in poller.poll(min(1.0, deadline - now), 1024):
-                state = states.get(fd)
-                if state is None:
-                    continue
-                sock = state[0]
-                if state[1] is not None:  # connecting
-                    code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-                    if code or events & (select.EPOLLERR | select.EPOLLHUP):
-                        fail(fd, f"connect: {os.strerror(code) if code else 'hang-up'}")
-                        continue
-                    sock.send(state[1])
-                    state[1] = None
-                    poller.modify(fd, select.EPOLLIN)
-                    continue
-                try:
-                    data = sock.recv(65536)
-                except BlockingIOError:
-                    continue
-                except OSError as error:
-                    fail(fd, f"recv: {error.strerror}")
-                    continue
-                if not data:
-                    fail(fd, "closed by the broker")
-                    continue
-                for kind, _flags, body in state[3].feed(data):
-                    if kind == CONNACK and state[2] is not None:
-                        reason = parse_connack(body).reason_code
-                        if reason:
-                            fail(fd, f"CONNACK 0x{reason:02x}")
-                            break
-                        sock.send(state[2])
-                        state[2] = None
-                    elif kind == SUBACK:
-                        codes = parse_suback(body).reason_codes
-                        if codes != [1]:
-                            fail(fd, f"SUBACK {codes}")
-                            break
-                        durations.append(time.monotonic() - start_at)
-                        poller.unregister(fd)
-                        done.append(states.pop(fd)[0])
-                        break
-    finally:
-        poller.close()
-        for state in states.values():
-            state[0].close()
-        for sock, _, _ in prepared:
-            if sock not in done:
-                sock.close()
-    return durations, errors, done
+        subscribe = encode_subscribe(1, topic_for(client_id), 1)
+        prepared.append((client_socket(source), MqttHandshake(connect, subscribe)))
+    return connect_all((host, port), prepared, start_at, timeout)
 
 
 # --- worker process ----------------------------------------------------------------------
