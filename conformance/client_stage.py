@@ -374,7 +374,7 @@ class Stage:
         if key in self._judged or not frame.problems:
             return
         self._judged.add(key)
-        self.world.check(
+        self.world.verdicts.record(  # every one of them: World.finish raises the first
             "AOI-GEN-002",
             False,
             f"the AOI Client sent {where} a message that is not valid: "
