@@ -53,6 +53,10 @@ class ConformanceFailure(AssertionError):
         self.explanation = explanation
 
 
+class RecordedFailure(ConformanceFailure):
+    """A violation recorded while the scenario went on, raised when it ended: every step ran."""
+
+
 class PreconditionFailed(AssertionError):
     """The target failed a step that the scenario needs before it can judge anything."""
 
@@ -103,7 +107,7 @@ class ScenarioVerdicts:
         """At the end of a scenario: fail it on the first recorded SHALL violation."""
         for c in self.checks:
             if not c.ok and self.registry[c.req].binding is Level.SHALL:
-                raise ConformanceFailure(c.req, c.explanation)
+                raise RecordedFailure(c.req, c.explanation)
 
     def precondition(self, ok: bool, explanation: str) -> None:
         """A step the scenario needs; its failure blocks the scenario without judging."""
@@ -121,6 +125,8 @@ class ScenarioVerdicts:
 
         ``error`` is what stopped the scenario, if anything did.
         """
+        if isinstance(error, RecordedFailure):  # the scenario ran to its end
+            error = None
         result: dict[str, Outcome] = {}
         reqs = {t for t in self.tags if t in self.registry}
         reqs |= {c.req for c in self.checks if not c.ok}
