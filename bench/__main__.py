@@ -54,6 +54,7 @@ from pathlib import Path
 from typing import Any
 
 from . import aoi_storm, mosquitto, mqtt, report, server, stack_floor
+from .machine import machine_busy_since, machine_jiffies, raise_nofile
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKLOADS = ("memory", "throughput", "latency", "storm", "reallocation")
@@ -121,7 +122,7 @@ def machine() -> dict[str, Any]:
         "python": platform.python_version(),
         "mosquitto": mosquitto.version(),
         "aoi_kit_commit": commit,
-        "rlimit_nofile": mqtt.raise_nofile(NOFILE),
+        "rlimit_nofile": raise_nofile(NOFILE),
     }
 
 
@@ -140,9 +141,9 @@ def conditions(wait_quiet: float) -> dict[str, Any]:
     load = [round(x, 2) for x in os.getloadavg()]
     deadline = time.monotonic() + wait_quiet
     while True:
-        before = mqtt.machine_jiffies()
+        before = machine_jiffies()
         time.sleep(1.0)
-        busy = mqtt.machine_busy_since(before)
+        busy = machine_busy_since(before)
         if busy < 0.25 or time.monotonic() >= deadline:
             break
     return {"load_average": load, "machine_busy_share": busy, "pressure": server.pressure()}
@@ -418,7 +419,7 @@ def main() -> None:
     args = parser.parse_args(argv)
     # SIGTERM unwinds like Ctrl-C, so that every server, broker and load generator is stopped
     signal.signal(signal.SIGTERM, lambda number, frame: sys.exit(128 + number))
-    mqtt.raise_nofile(NOFILE)  # before any child: they inherit it
+    raise_nofile(NOFILE)  # before any child: they inherit it
     result, code = run(args, argv)
     print(report.markdown_table(result))
     print(json.dumps(result["targets"]))

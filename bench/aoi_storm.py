@@ -41,9 +41,17 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from . import mqtt, server
+from . import server
 from .epoll_storm import Refused, client_socket, connect_all
-from .loadgen import percentiles, raise_nofile
+from .loadgen import percentiles
+from .machine import (
+    cpu_seconds,
+    machine_busy_since,
+    machine_jiffies,
+    raise_nofile,
+    tcp_counters,
+    tcp_counters_since,
+)
 from .wire import TEXT, WireError, client_frame, server_frames, upgrade_request, upgrade_response
 
 SOURCES = [f"127.0.0.{n}" for n in range(2, 10)]
@@ -212,15 +220,15 @@ def storm(
             if time.monotonic() > storm_at - 0.2:
                 raise RuntimeError("the storm processes were not ready before the storm")
             time.sleep(max(0.0, storm_at - time.monotonic()))
-            cpu_before = server.cpu_s(process.pid)
-            tcp_before, machine = mqtt.tcp_counters(), mqtt.machine_jiffies()
+            cpu_before = cpu_seconds(process.pid)
+            tcp_before, machine = tcp_counters(), machine_jiffies()
             stormed = [server.line(p) for p in stormers]
             durations = [d for reply in stormed for d in reply["durations"]]
             storm_end = storm_at + max(durations) if durations else max(r["done"] for r in stormed)
-            server_cpu = server.cpu_s(process.pid) - cpu_before
+            server_cpu = cpu_seconds(process.pid) - cpu_before
             tcp, machine_busy = (
-                mqtt.tcp_counters_since(tcp_before),
-                mqtt.machine_busy_since(machine),
+                tcp_counters_since(tcp_before),
+                machine_busy_since(machine),
             )
             time.sleep(max(0.0, storm_end + after - time.monotonic()))
             assert pusher.stdin is not None
@@ -291,7 +299,7 @@ def main() -> None:
     if args.role == "connect":
         connect_main(args)
         return
-    mqtt.raise_nofile(131072)  # the server (a child) inherits it
+    raise_nofile(131072)  # the server (a child) inherits it
     with tempfile.TemporaryDirectory() as tmp:
         figures = storm(
             Path(tmp), args.clients, steady=args.steady, rate=args.rate, processes=args.processes

@@ -35,7 +35,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from bench import mqtt
+from . import mqtt
+from .machine import cpu_seconds, machine_busy_since, machine_jiffies, raise_nofile
+from .mqtt_client import MESSAGE_EXPIRY_S, SESSION_EXPIRY_S
+from .mqtt_packets import KEEPALIVE_S, PAYLOAD_BYTES
 
 BROKER_NOFILE = 131072
 SBIN = "/usr/sbin:/usr/local/sbin:/usr/bin:/usr/local/bin"
@@ -177,7 +180,7 @@ class Broker:
         self.executable = ensure_installed()
         passwd_tool = _which("mosquitto_passwd")
         assert passwd_tool is not None
-        self.nofile = mqtt.raise_nofile(BROKER_NOFILE)  # the child inherits it
+        self.nofile = raise_nofile(BROKER_NOFILE)  # the child inherits it
         self.directory = Path(tempfile.mkdtemp(prefix="bench-mosquitto-"))
         try:
             if not self.port:
@@ -257,7 +260,7 @@ class Broker:
         raise RuntimeError("no VmRSS in /proc status")
 
     def cpu_seconds(self) -> float:
-        return mqtt.cpu_seconds(self.pid)
+        return cpu_seconds(self.pid)
 
     @property
     def max_clients(self) -> int:
@@ -300,9 +303,9 @@ def _background_busy(wait: float) -> float:
     until under 25 % (other work on a shared machine skews every CPU-bound figure)."""
     deadline = time.monotonic() + wait
     while True:
-        before = mqtt.machine_jiffies()
+        before = machine_jiffies()
         time.sleep(1.0)
-        busy = mqtt.machine_busy_since(before)
+        busy = machine_busy_since(before)
         if busy < 0.25 or time.monotonic() >= deadline:
             return busy
 
@@ -326,10 +329,10 @@ def run(
     report["workload"] = {
         "protocol": "MQTT 5.0 (bench.mqtt: raw asyncio client, one process per 5000 sessions)",
         "session": "CONNECT with user name and password, clean start, session expiry "
-        f"{mqtt.SESSION_EXPIRY_S} s, keepalive {mqtt.KEEPALIVE_S} s; SUBSCRIBE "
+        f"{SESSION_EXPIRY_S} s, keepalive {KEEPALIVE_S} s; SUBSCRIBE "
         "aoi/<client_id>/chat at QoS 1",
-        "push": f"PUBLISH QoS 1, message expiry {mqtt.MESSAGE_EXPIRY_S} s, "
-        f"{mqtt.PAYLOAD_BYTES}-byte payload '<monotonic stamp> <seq> xxx...'",
+        "push": f"PUBLISH QoS 1, message expiry {MESSAGE_EXPIRY_S} s, "
+        f"{PAYLOAD_BYTES}-byte payload '<monotonic stamp> <seq> xxx...'",
         "source_addresses": f"{mqtt.SOURCE_ADDRESSES[0]}..{mqtt.SOURCE_ADDRESSES[-1]}",
     }
     for name in only:

@@ -38,7 +38,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
-from .loadgen import percentiles, raise_nofile
+from .loadgen import percentiles
+from .machine import cpu_seconds, raise_nofile
 
 ROOT = Path(__file__).resolve().parent.parent
 KEY = "bench-key-0123456789"
@@ -110,11 +111,6 @@ def rss_kb(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     raise RuntimeError("no VmRSS")
-
-
-def cpu_s(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def spawn(role: str, *args: str) -> subprocess.Popen[str]:
@@ -256,10 +252,10 @@ def load(
             if on_window is not None:
                 on_window(process.pid)
             watched: list[subprocess.Popen[Any]] = [process, holder, *procs]
-            cpu_before = [cpu_s(p.pid) for p in watched]
+            cpu_before = [cpu_seconds(p.pid) for p in watched]
             time.sleep(max(0.0, window[1] - time.monotonic()))
             cpu = [
-                round((cpu_s(p.pid) - c) / seconds, 2)
+                round((cpu_seconds(p.pid) - c) / seconds, 2)
                 for p, c in zip(watched, cpu_before, strict=True)
             ]
             pushed = [line(p) for p in procs]

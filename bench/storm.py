@@ -69,7 +69,6 @@ import logging
 import math
 import os
 import random
-import resource
 import socket
 import statistics
 import subprocess
@@ -99,6 +98,8 @@ from aoi.client.provisioning import Fetched
 from aoi.core.codec import Codec
 from aoi.net.client import connect as ws_connect
 from aoi.net.websocket import ConnectionClosed, WebSocket
+
+from .machine import raise_nofile
 
 PROVIDER = "storm.example"
 APP_ID = "com.example.storm"
@@ -658,12 +659,6 @@ def _percentiles(values: list[float]) -> dict[str, float] | None:
         "n": len(ordered), "p50": at(50), "p90": at(90), "p99": at(99),
         "max": round(ordered[-1], 3), "mean": round(statistics.fmean(ordered), 3),
     }  # fmt: skip
-
-
-def raise_nofile() -> None:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 async def _push(result: Storm, count: int) -> None:
