@@ -52,6 +52,18 @@ def describe_app(app: App) -> str:
     return "; ".join(shown) if shown else "nothing"
 
 
+def first_frame(
+    stage: Stage, app: App, kind: str, req: str, missing: str, timeout: float | None = None
+) -> Frame:
+    """The first ``kind`` message ``app`` got, waiting up to ``timeout`` (by default the
+    client's patience); without one, ``req`` fails with ``missing`` and what the app got."""
+    frame = stage.wait(
+        lambda: next(iter(app.frames(kind)), None),
+        stage.patience() if timeout is None else timeout,
+    )
+    return stage.world.found(req, frame, f"{missing}: it got {describe_app(app)}")
+
+
 def matches_server(stage: Stage, frame: Frame, app: App, name: str) -> str:
     """Why ``frame`` does not carry a token and endpoint of server ``name`` ('' if it does)."""
     server = stage.servers[name]
@@ -129,10 +141,7 @@ def app_sends_unknown(stage: Stage, alias: str, kind: str) -> None:
 )
 def receives_registered(stage: Stage, alias: str, name: str, req: str) -> None:
     app = stage.app(alias)
-    frame = stage.wait(lambda: next(iter(app.frames("app_registered")), None), stage.patience())
-    frame = stage.world.found(
-        req, frame, f"app {alias} got no app_registered: it got {describe_app(app)}"
-    )
+    frame = first_frame(stage, app, "app_registered", req, f"app {alias} got no app_registered")
     problem = matches_server(stage, frame, app, name)
     stage.world.check(req, not problem, f"app_registered of app {alias}: {problem}")
 
@@ -209,9 +218,8 @@ def receives_without_again(stage: Stage, alias: str, label: str, other: str, req
 
 def _failed(stage: Stage, alias: str, reason: str, req: str) -> None:
     app = stage.app(alias)
-    frame = stage.wait(lambda: next(iter(app.frames("connection_failed")), None), stage.patience())
-    frame = stage.world.found(
-        req, frame, f"app {alias} was not told connection_failed: it got {describe_app(app)}"
+    frame = first_frame(
+        stage, app, "connection_failed", req, f"app {alias} was not told connection_failed"
     )
     stage.world.check(
         req,
@@ -325,10 +333,10 @@ def failed_then_restored(stage: Stage, alias: str, name: str, req: str) -> None:
 )
 def app_receives_error(stage: Stage, alias: str, code: str, req: str) -> None:
     app = stage.app(alias)
-    frame = stage.wait(lambda: next(iter(app.frames("error")), None), stage.timeout())
-    frame = stage.world.found(
-        req, frame, f"app {alias} got no error for a message of unknown type: {describe_app(app)}"
-    )
+    frame = first_frame(
+        stage, app, "error", req, f"app {alias} got no error for a message of unknown type",
+        stage.timeout(),
+    )  # fmt: skip
     stage.world.check(
         req,
         frame.get("code") == code and frame.get("fatal") is False,
@@ -351,9 +359,8 @@ def app_receives_error(stage: Stage, alias: str, code: str, req: str) -> None:
 )
 def receives_unregistered(stage: Stage, alias: str, name: str, req: str) -> None:
     app = stage.app(alias)
-    frame = stage.wait(lambda: next(iter(app.frames("app_unregistered")), None), stage.timeout())
-    frame = stage.world.found(
-        req, frame, f"app {alias} got no app_unregistered: it got {describe_app(app)}"
+    frame = first_frame(
+        stage, app, "app_unregistered", req, f"app {alias} got no app_unregistered", stage.timeout()
     )
     stage.world.check(
         req, frame.get("app_id") == app.app_id, f"app_unregistered names {frame.get('app_id')!r}"
