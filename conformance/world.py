@@ -172,6 +172,18 @@ class Device:
             f"{describe(frame, self.connection().closed)}",
         )
 
+    def closed_with(self, req: str, code: int, after: str = "") -> Closed:
+        """The target closes this connection with ``code`` within the response time; else
+        ``req`` fails, saying what the close came ``after``."""
+        closed = self.connection().wait_closed(self.world.timeout(RESPONSE_S))
+        return self.world.found(
+            req,
+            closed,
+            f"the server must close with {code}{' ' + after if after else ''}: "
+            + (f"closed with {closed.code} {closed.reason}" if closed else "it did not close"),
+            lambda c: c.by_target and c.code == code,
+        )
+
     def bye(self) -> Closed | None:
         conn = self.connection()
         conn.send({"type": "bye", "reason": "conformance suite"})

@@ -7,7 +7,7 @@ import json
 from pytest_bdd import then, when
 
 from conformance.steps import text
-from conformance.world import RESPONSE_S, World, describe
+from conformance.world import World, describe
 
 
 @when(text('client "{name:q}" sends the text {frame}'))
@@ -55,12 +55,4 @@ def receives_error(world: World, name: str, code: str, fatality: str, req: str) 
 
 @then(text('client "{name:q}" is closed with code {code:n} [{req:req}]'))
 def is_closed(world: World, name: str, code: int, req: str) -> None:
-    device = world.device(name)
-    closed = device.connection().wait_closed(world.timeout(RESPONSE_S))
-    closed = world.found(
-        req,
-        closed,
-        f"expected the server to close with {code}: "
-        + (f"closed with {closed.code} {closed.reason}" if closed else "it did not close"),
-        lambda c: c.by_target and c.code == code,
-    )
+    world.device(name).closed_with(req, code)

@@ -11,7 +11,7 @@ from pytest_bdd import given, step, then, when
 from conformance.driver.aoi2 import Frame
 from conformance.ixit import PROFILES
 from conformance.steps import text
-from conformance.world import RESPONSE_S, Device, World, describe
+from conformance.world import Device, World, describe
 
 TOKEN = re.compile(r"^[A-Za-z0-9_-]{22,256}$")
 
@@ -181,14 +181,7 @@ def is_rejected(world: World, name: str, reason: str, code: int, req: str) -> No
         f"{describe(frame, device.connection().closed)}",
         lambda f: f.type == "reject" and f.get("reason") == reason,
     )
-    closed = device.connection().wait_closed(world.timeout(RESPONSE_S))
-    closed = world.found(
-        req,
-        closed,
-        f"after reject {reason} the server must close with {code}: "
-        + (f"closed with {closed.code} {closed.reason}" if closed else "it did not close"),
-        lambda c: c.by_target and c.code == code,
-    )
+    device.closed_with(req, code, f"after reject {reason}")
 
 
 @then(text('client "{name:q}" is welcomed back with the same session, resumed [{req:req}]'))
@@ -381,11 +374,4 @@ def fatal_error(world: World, name: str, code: str, close: int, req: str) -> Non
         lambda f: f.type == "error" and f.get("code") == code,
     )
     world.check(req, frame.get("fatal") is True, f"the error must be fatal: {frame.raw!s:.300}")
-    closed = device.connection().wait_closed(world.timeout(RESPONSE_S))
-    closed = world.found(
-        req,
-        closed,
-        f"after a fatal error the server must close with {close}: "
-        + (f"closed with {closed.code}" if closed else "it did not close"),
-        lambda c: c.by_target and c.code == close,
-    )
+    device.closed_with(req, close, "after a fatal error")
