@@ -14,7 +14,7 @@ from pathlib import Path
 
 EPHEMERAL = Path("/proc/sys/net/ipv4/ip_local_port_range")
 LOWEST = 10_000
-_handed_out: set[int] = set()  # by this process: the first process may not have bound it yet
+_handed_out: set[int] = set()  # by this process; whoever got one may not have bound it yet
 
 
 def _below_ephemeral() -> int:

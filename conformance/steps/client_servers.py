@@ -421,9 +421,8 @@ def asked_once(stage: Stage, name: str, s: float, req: str) -> None:
     stage.world.check(
         req,
         again is None,
-        f"server {name} refused hello version {hellos[0].get('version')}, and the AOI Client "
-        f"said hello to it again {hellos[-1].at - hellos[0].at:.2f} s later with version "
-        f"{hellos[-1].get('version')}",
+        f"the AOI Client said hello to server {name} again {hellos[-1].at - hellos[0].at:.2f} s "
+        f"after the first (versions {hellos[0].get('version')} and {hellos[-1].get('version')})",
     )
 
 
