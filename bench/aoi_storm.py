@@ -42,7 +42,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from . import server
-from .epoll_storm import Refused, client_socket, connect_all
+from .epoll_storm import Refused, client_socket, connect_all, tally
 from .loadgen import percentiles
 from .machine import (
     cpu_seconds,
@@ -247,11 +247,7 @@ def storm(
                     with contextlib.suppress(subprocess.TimeoutExpired):
                         p.wait(timeout=30)
             server.reap([*stormers, pusher, holder])
-    errors: dict[str, int] = {}
-    for reply in stormed:
-        for key, count in reply["errors"].items():
-            errors[key] = errors.get(key, 0) + count
-    connected = sum(reply["connected"] for reply in stormed)
+    connected, errors = tally(stormed)
     during = _latency([pushed], done["receipts"], storm_at, storm_end)
     return {
         "clients": clients,
@@ -259,7 +255,7 @@ def storm(
         "failed": clients - connected,
         "errors": errors,
         "all_connected_s": round(storm_end - storm_at, 3) if connected == clients else None,
-        "welcome_registered_ms": percentiles(sorted(durations)),
+        "welcome_registered_ms": percentiles(durations),
         "server_cpu_s_during_storm": round(server_cpu, 2),
         "server_cpu_ms_per_client": round(server_cpu / clients * 1000, 3) if clients else None,
         "machine_busy_share_during_storm": machine_busy,

@@ -18,8 +18,9 @@ import os
 import select
 import socket
 import time
-from collections.abc import Sequence
-from typing import Protocol
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Protocol
 
 IP_BIND_ADDRESS_NO_PORT = getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24)
 
@@ -136,3 +137,12 @@ def connect_all(
             if sock not in done:
                 sock.close()
     return durations, errors, done
+
+
+def tally(replies: Iterable[Mapping[str, Any]]) -> tuple[int, dict[str, int]]:
+    """Clients connected, and errors by kind, summed over several generators' replies."""
+    connected, errors = 0, Counter[str]()
+    for reply in replies:
+        connected += reply["connected"]
+        errors.update(reply["errors"])
+    return connected, dict(errors)

@@ -53,6 +53,7 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
 
+from .epoll_storm import tally
 from .loadgen import percentiles
 from .machine import machine_busy_since, machine_jiffies, tcp_counters, tcp_counters_since
 from .mqtt_client import topic_for
@@ -137,13 +138,35 @@ def _connect_all(
 
 
 def _check_connected(replies: Sequence[dict[str, Any]], expected: int, what: str) -> None:
-    connected = sum(reply["connected"] for reply in replies)
+    connected, errors = tally(replies)
     if connected != expected:
-        errors: dict[str, int] = {}
-        for reply in replies:
-            for key, count in reply["errors"].items():
-                errors[key] = errors.get(key, 0) + count
         raise WorkerError(f"{what}: {connected} of {expected} connected; errors {errors}")
+
+
+def _audience(
+    workers: Workers,
+    prefix: str,
+    clients: int,
+    indexes: Sequence[int],
+    publisher_index: int,
+    what: str,
+    *,
+    record: bool = False,
+) -> tuple[list[str], dict[str, Any]]:
+    """``clients`` subscribers spread over the workers ``indexes`` and one publisher on
+    ``publisher_index``, all connected: the subscribers' ids and the publisher's reply."""
+    ids = _client_ids(prefix, clients)
+    replies = _connect_all(
+        workers, _spread(ids, len(indexes)), indexes, username=SUBSCRIBER_USER,
+        concurrency=100, record=record,
+    )  # fmt: skip
+    _check_connected(replies, clients, f"{what} subscribers")
+    (publisher,) = _connect_all(
+        workers, [[(_client_ids("app", 1)[0], None)]], [publisher_index],
+        username=PUBLISHER_USER, subscribe=False,
+    )  # fmt: skip
+    _check_connected([publisher], 1, "publisher")
+    return ids, publisher
 
 
 def _disconnect_all(workers: Workers, indexes: Iterable[int], timeout: float = 60.0) -> None:
@@ -262,17 +285,9 @@ def throughput(
     subscriber_workers = max(1, min(subscriber_workers, clients))
     publisher_index = subscriber_workers
     with Workers(broker, subscriber_workers + 1) as workers:
-        ids = _client_ids("tput", clients)
-        replies = _connect_all(
-            workers, _spread(ids, subscriber_workers), range(subscriber_workers),
-            username=SUBSCRIBER_USER, concurrency=100,
-        )  # fmt: skip
-        _check_connected(replies, clients, "throughput subscribers")
-        (publisher,) = _connect_all(
-            workers, [[(_client_ids("app", 1)[0], None)]], [publisher_index],
-            username=PUBLISHER_USER, subscribe=False,
-        )  # fmt: skip
-        _check_connected([publisher], 1, "publisher")
+        ids, publisher = _audience(
+            workers, "tput", clients, range(subscriber_workers), publisher_index, "throughput"
+        )
         window = min(window, publisher["receive_maximum"])
         start = time.monotonic() + 0.5 + warmup
         end = start + seconds
@@ -372,16 +387,7 @@ def latency(
     """
     began = time.monotonic()
     with Workers(broker, 2) as workers:
-        ids = _client_ids("lat", clients)
-        replies = _connect_all(
-            workers, _spread(ids, 1), [0], username=SUBSCRIBER_USER, concurrency=100, record=True
-        )
-        _check_connected(replies, clients, "latency subscribers")
-        (publisher,) = _connect_all(
-            workers, [[(_client_ids("app", 1)[0], None)]], [1],
-            username=PUBLISHER_USER, subscribe=False,
-        )  # fmt: skip
-        _check_connected([publisher], 1, "publisher")
+        ids, publisher = _audience(workers, "lat", clients, [0], 1, "latency", record=True)
         begin = time.monotonic() + 0.5
         start, end = begin + warmup, begin + warmup + seconds
         capacity = int(rate * (warmup + seconds + 1)) + 1000
@@ -430,16 +436,7 @@ def storm(
     started = time.monotonic()
     storm_indexes = list(range(2, 2 + storm_workers))
     with Workers(broker, 2 + storm_workers) as workers:
-        ids = _client_ids("calm", steady)
-        replies = _connect_all(
-            workers, _spread(ids, 1), [0], username=SUBSCRIBER_USER, concurrency=100, record=True
-        )
-        _check_connected(replies, steady, "steady subscribers")
-        (publisher,) = _connect_all(
-            workers, [[(_client_ids("app", 1)[0], None)]], [1],
-            username=PUBLISHER_USER, subscribe=False,
-        )  # fmt: skip
-        _check_connected([publisher], 1, "publisher")
+        ids, publisher = _audience(workers, "calm", steady, [0], 1, "steady", record=True)
         begin = time.monotonic() + 0.5
         storm_at = begin + baseline
         capacity = int(rate * (baseline + timeout + after + 5)) + 1000
@@ -476,11 +473,7 @@ def storm(
         stamps = workers.call(0, "stamps", 30)
         rss_stormed = broker.rss()
         _disconnect_all(workers, [0, 1, *storm_indexes])
-    errors: dict[str, int] = {}
-    for reply in stormed:
-        for key, count in reply["errors"].items():
-            errors[key] = errors.get(key, 0) + count
-    connected = sum(reply["connected"] for reply in stormed)
+    connected, errors = tally(stormed)
     during = _latency_report(published, [stamps], storm_at, storm_end)
     before = _latency_report(published, [stamps], begin, storm_at)
     return {
