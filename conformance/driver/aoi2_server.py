@@ -24,7 +24,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import trio
-from anyio.abc import TaskStatus
 from wsproto import ConnectionType, WSConnection
 from wsproto.connection import ConnectionState
 from wsproto.events import (
@@ -40,7 +39,7 @@ from wsproto.events import (
 
 from conformance import contract
 from conformance.driver.aoi2 import ABNORMAL, SUBPROTOCOL, Closed, Frame
-from conformance.driver.portal import Portal
+from conformance.driver.portal import LoopbackListener, Portal
 from conformance.wirelog import WireLog
 
 # Close codes of docs/protocol.md 2.12, for the refusals a scenario scripts.
@@ -137,7 +136,7 @@ class ServerConnection:
         return [f for f in self.frames if f.type == kind]
 
 
-class SuiteServer:
+class SuiteServer(LoopbackListener):
     """One scriptable AOI Server of the suite, named as the features name it (``"a"``)."""
 
     def __init__(
@@ -150,13 +149,12 @@ class SuiteServer:
         tls: ssl.SSLContext | None = None,
         server_id: str | None = None,
     ) -> None:
-        self.portal = portal
+        super().__init__(portal)
         self.wirelog = wirelog
         self.name = name
         self.server_id = server_id or name
         self.on_change = on_change
         self.tls = tls
-        self.port = 0
         # The script: answers for the next hellos, then the default; what to do at connect.
         self.answers: deque[HelloAnswer] = deque()
         self.default = WELCOME
@@ -166,8 +164,6 @@ class SuiteServer:
         self.sessions: dict[str, Session] = {}
         self.notifications: dict[str, str] = {}  # label -> id
         self.issued: list[tuple[str, str]] = []  # (app_id, token) of every registered sent
-        self._scope: trio.CancelScope | None = None
-        self._finished: trio.Event | None = None
 
     def __repr__(self) -> str:
         return f"SuiteServer({self.name!r}, {self.url!r})"
@@ -181,12 +177,6 @@ class SuiteServer:
         return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
     # --- synchronous API (each a portal call) ---------------------------------------------
-
-    def start(self) -> None:
-        self.portal.start_task(self._run)
-
-    def stop(self) -> None:
-        self.portal.call(self._stop)
 
     def send(self, conn: ServerConnection, message: dict[str, Any]) -> bool:
         return bool(self.portal.call(self._send, conn, message))
@@ -232,38 +222,11 @@ class SuiteServer:
 
     # --- trio side --------------------------------------------------------------------------
 
-    async def _run(self, *, task_status: TaskStatus[None]) -> None:
-        self._finished = trio.Event()
-        try:
-            with trio.CancelScope() as scope:
-                self._scope = scope
-                listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
-                self.port = listeners[0].socket.getsockname()[1]
-                async with trio.open_nursery() as nursery:
-                    for listener in listeners:
-                        nursery.start_soon(self._accept, listener, nursery)
-                    task_status.started(None)
-        finally:
-            self._finished.set()
-
-    async def _accept(self, listener: trio.SocketListener, nursery: trio.Nursery) -> None:
-        async with listener:
-            while True:
-                try:
-                    stream = await listener.accept()
-                except OSError:  # out of file descriptors, say: the environment's trouble
-                    await trio.sleep(0.01)
-                    continue
-                nursery.start_soon(self._handle, stream)
-
     async def _stop(self) -> None:
         for conn in self.connections:
             if conn.scope is not None:
                 conn.scope.cancel()
-        if self._scope is not None:
-            self._scope.cancel()
-        if self._finished is not None:
-            await self._finished.wait()
+        await super()._stop()
 
     def _log(self, conn: ServerConnection, direction: str, text: str) -> None:
         self.wirelog.add(conn.label, direction, text)

@@ -18,9 +18,8 @@ from typing import Any
 
 import h11
 import trio
-from anyio.abc import TaskStatus
 
-from conformance.driver.portal import Portal
+from conformance.driver.portal import LoopbackListener, Portal
 from conformance.wirelog import WireLog
 
 PATH = "/v1/provisioning"
@@ -49,7 +48,7 @@ class Refusal:
     retry_after_s: int | None = None
 
 
-class ProvisioningEndpoint:
+class ProvisioningEndpoint(LoopbackListener):
     def __init__(
         self,
         portal: Portal,
@@ -60,7 +59,7 @@ class ProvisioningEndpoint:
         identity: tuple[str, str] | None,
         on_change: Callable[[], None],
     ) -> None:
-        self.portal = portal
+        super().__init__(portal)
         self.wirelog = wirelog
         self.name = name
         self.document = (
@@ -69,44 +68,16 @@ class ProvisioningEndpoint:
         self.identity = identity  # (client_id, credential); None: any Basic credentials do
         self.on_change = on_change
         self.fetches: list[Fetch] = []
-        self.port = 0
-        self._scope: trio.CancelScope | None = None
-        self._finished: trio.Event | None = None
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}{PATH}"
-
-    def start(self) -> None:
-        self.portal.start_task(self._run)
-
-    def stop(self) -> None:
-        self.portal.call(self._stop)
 
     def served(self) -> list[Fetch]:
         """The fetches answered with the document."""
         return [f for f in self.fetches if f.status == 200]
 
     # --- trio side --------------------------------------------------------------------------
-
-    async def _run(self, *, task_status: TaskStatus[None]) -> None:
-        self._finished = trio.Event()
-        try:
-            with trio.CancelScope() as scope:
-                self._scope = scope
-                listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
-                self.port = listeners[0].socket.getsockname()[1]
-                async with trio.open_nursery() as nursery:
-                    await nursery.start(trio.serve_listeners, self._handle, listeners)
-                    task_status.started(None)
-        finally:
-            self._finished.set()
-
-    async def _stop(self) -> None:
-        if self._scope is not None:
-            self._scope.cancel()
-        if self._finished is not None:
-            await self._finished.wait()
 
     async def _handle(self, stream: trio.SocketStream) -> None:
         try:
