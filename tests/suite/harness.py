@@ -7,12 +7,14 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import pytest
 from conformance.embedded import EmbeddedReference, embedded_ixit
 from conformance.ixit import render_ixit
 from conformance.registry import load_registry
@@ -87,6 +89,30 @@ class BrokenRun:
         assert not wrong, (
             f"{fault} ({self.seconds} s, {counts}; reports in {self.workdir}):\n" + "\n".join(wrong)
         )
+
+
+@contextmanager
+def broken_runs_in_background(
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    certify: Callable[[Any, Path], BrokenRun],
+    parallel: int,
+) -> Iterator[dict[str, Future[BrokenRun]]]:
+    """``certify(variant, workdir)`` for each variant the session selected in the calling
+    test module, started at once, ``parallel`` at a time, in the order the tests will ask
+    for them; by the variant's ``fault``."""
+    wanted = [
+        item.callspec.params["variant"]
+        for item in request.session.items
+        if item.module is request.module and hasattr(item, "callspec")
+    ]
+    with ThreadPoolExecutor(parallel, thread_name_prefix="broken") as pool:
+        runs = {v.fault: pool.submit(certify, v, tmp_path_factory.mktemp(v.fault)) for v in wanted}
+        try:
+            yield runs
+        finally:
+            for future in runs.values():
+                future.cancel()
 
 
 def run_suite(reports: Path, *args: str, timeout: float = 600) -> SuiteRun:

@@ -18,7 +18,7 @@ import shlex
 import sys
 import time
 from collections.abc import Iterator, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,7 +26,7 @@ import pytest
 from conformance.registry import load_registry, load_scenarios
 
 from tests.suite.broken_clients.faults import FAULTS
-from tests.suite.harness import BrokenRun, run_suite
+from tests.suite.harness import BrokenRun, broken_runs_in_background, run_suite
 
 RUN = Path(__file__).resolve().parent / "broken_clients" / "run.py"
 PARALLEL = 2
@@ -161,23 +161,9 @@ def certify_broken(variant: Variant, workdir: Path) -> BrokenRun:
 def broken_runs(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[dict[str, Future[BrokenRun]]]:
-    """The runs of the variants selected in this session, started at once, PARALLEL at a
-    time, in the order the tests will ask for them."""
-    wanted = [
-        item.callspec.params["variant"]
-        for item in request.session.items
-        if item.module is request.module and hasattr(item, "callspec")
-    ]
-    with ThreadPoolExecutor(PARALLEL, thread_name_prefix="broken-client") as pool:
-        runs = {
-            v.fault: pool.submit(certify_broken, v, tmp_path_factory.mktemp(v.fault))
-            for v in wanted
-        }
-        try:
-            yield runs
-        finally:
-            for future in runs.values():
-                future.cancel()
+    """The runs of the variants selected, PARALLEL at a time, in the background."""
+    with broken_runs_in_background(request, tmp_path_factory, certify_broken, PARALLEL) as runs:
+        yield runs
 
 
 @pytest.mark.slow

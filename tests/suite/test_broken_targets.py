@@ -21,7 +21,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -31,7 +31,7 @@ from conformance.ixit import load_ixit, render_ixit
 from conformance.registry import load_registry
 
 from tests.suite.broken.faults import FAULTS
-from tests.suite.harness import BrokenRun, run_suite, target
+from tests.suite.harness import BrokenRun, broken_runs_in_background, run_suite, target
 
 SERVE = Path(__file__).resolve().parent / "broken" / "serve.py"
 PROFILES = ("main", "overload", "shedding", "tls", "hello_limit", "restart", "push_overload")
@@ -164,25 +164,18 @@ def fork_server(workdir: Path) -> Iterator[Path]:
 def broken_runs(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[dict[str, Future[BrokenRun]]]:
-    """The runs of the variants selected in this session, started at once, PARALLEL at a
-    time, in the order the tests will ask for them."""
-    wanted = [
-        item.callspec.params["variant"].fault
-        for item in request.session.items
-        if item.module is request.module and hasattr(item, "callspec")
-    ]
+    """The runs of the variants selected, PARALLEL at a time, in the background, their
+    servers forked by one fork server."""
     with (
         fork_server(tmp_path_factory.mktemp("zygote")) as zygote,
-        ThreadPoolExecutor(PARALLEL, thread_name_prefix="broken") as pool,
+        broken_runs_in_background(
+            request,
+            tmp_path_factory,
+            lambda variant, workdir: certify_broken(variant.fault, workdir, zygote),
+            PARALLEL,
+        ) as runs,
     ):
-        runs = {
-            f: pool.submit(certify_broken, f, tmp_path_factory.mktemp(f), zygote) for f in wanted
-        }
-        try:
-            yield runs
-        finally:
-            for future in runs.values():
-                future.cancel()
+        yield runs
 
 
 @pytest.mark.slow
