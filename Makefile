@@ -1,5 +1,6 @@
 # Every target installs what it needs on first use: a virtual environment in .venv with the
-# project and its test tools, and (for certify) Allure's report generator in .tools/.
+# project and its test tools, (for test) Debian's redis-server, and (for certify) Allure's
+# report generator in .tools/.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -18,7 +19,9 @@ $(VENV)/.bench-installed: $(STAMP)
 	$(PY) -m pip install --quiet -e '.[dev,bench]'
 	touch $@
 
+# The store's tests run a private redis-server: Debian's, installed here when it is missing.
 test: $(STAMP)
+	scripts/redis install
 	$(PY) -m pytest
 
 certify: $(STAMP)
