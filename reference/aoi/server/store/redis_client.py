@@ -1,8 +1,8 @@
 """A Redis client for trio: one connection shared by every caller, pipelined.
 
-Callers append their commands to one output buffer that one writer task sends, so the
-commands of all callers that ran since the last write go out in one ``send`` (automatic
-pipelining); Redis replies in order, and one reader task hands each reply to its caller. A
+Callers append their commands to one output buffer; the caller that finds nobody writing
+sends it, with the commands that other callers append while it writes (automatic
+pipelining). Redis replies in order, and one reader task hands each reply to its caller. A
 pipeline or a MULTI/EXEC transaction goes into the buffer in one piece, so no other caller's
 command lands inside it.
 
@@ -66,6 +66,20 @@ class _Pending:
         self.done = trio.Event()
 
 
+class _Link:
+    """A connection while it is up. There is no writer task: a caller that finds nobody
+    writing writes the buffer itself, with whatever other callers add meanwhile, which
+    saves a task switch per round trip."""
+
+    __slots__ = ("lost", "reply_scope", "stream", "writing")
+
+    def __init__(self, stream: trio.abc.Stream, lost: Callable[[str], None]) -> None:
+        self.stream = stream
+        self.lost = lost  # ends the link, with why
+        self.writing = False
+        self.reply_scope: trio.CancelScope | None = None  # the reader's, with its deadline
+
+
 class RedisClient:
     """Redis for many concurrent callers over one connection; start :meth:`run` first
     (``await nursery.start(client.run)``, or :func:`open_redis`)."""
@@ -86,15 +100,14 @@ class RedisClient:
         self.connections = 0  # made so far: more than one means it reconnected
         self._connector = Connector(address, name, connect_timeout, backoff)
         self._state = "new"  # -> running -> stopped
-        self._connected = trio.Event()  # set while a connection is up
+        self._link: _Link | None = None
+        self._connected = trio.Event()  # set while a link is up, or once stopped
         self._waiting: deque[_Pending] = deque()  # in the order their commands were sent
         self._output = bytearray()  # commands not yet handed to the socket
-        self._wake_writer = trio.Event()
-        self._reply_scope: trio.CancelScope | None = None  # the reader's, with its deadline
 
     @property
     def connected(self) -> bool:
-        return self._connected.is_set() and self._state == "running"
+        return self._link is not None
 
     # --- the connection --------------------------------------------------------------
 
@@ -130,20 +143,21 @@ class RedisClient:
             self._connected.set()  # wakes the callers waiting for a connection: it is over
 
     async def _serve(self, connection: Connection) -> str:
-        """Carry commands and replies over ``connection`` until it breaks; why it broke."""
+        """Read replies from ``connection`` until it breaks; why it broke."""
         reasons: list[str] = []
         self.connections += 1
         try:
-            async with trio.open_nursery() as nursery:
+            with trio.CancelScope() as scope:
 
                 def lost(reason: str) -> None:
                     reasons.append(reason)
-                    nursery.cancel_scope.cancel()
+                    scope.cancel()
 
+                self._link = link = _Link(connection.stream, lost)
                 self._connected.set()
-                nursery.start_soon(self._write, connection.stream, lost)
-                nursery.start_soon(self._read, connection, lost)
+                await self._read(connection, link)
         finally:
+            self._link = None
             self._connected = trio.Event()
             self._output = bytearray()
             waiting, self._waiting = self._waiting, deque()
@@ -155,22 +169,11 @@ class RedisClient:
             await trio.aclose_forcefully(connection.stream)
         return reasons[0]
 
-    async def _write(self, stream: trio.abc.Stream, lost: Callable[[str], None]) -> None:
-        try:
-            while True:
-                if not self._output:
-                    self._wake_writer = trio.Event()
-                    await self._wake_writer.wait()
-                data, self._output = self._output, bytearray()
-                await stream.send_all(data)
-        except _BROKEN as exc:
-            lost(f"sending failed: {exc!r}")
-
-    async def _read(self, connection: Connection, lost: Callable[[str], None]) -> None:
+    async def _read(self, connection: Connection, link: _Link) -> None:
         stream, parser = connection.stream, connection.parser
         waiting = self._waiting
         with trio.CancelScope() as scope:
-            self._reply_scope = scope
+            link.reply_scope = scope
             try:
                 while True:
                     reply = parser.gets()
@@ -188,32 +191,43 @@ class RedisClient:
                     )
                     data = await stream.receive_some(RECEIVE_BYTES)
                     if not data:
-                        return lost("Redis closed the connection")
+                        return link.lost("Redis closed the connection")
                     parser.feed(data)
             except _BROKEN as exc:
-                return lost(f"receiving failed: {exc!r}")
+                return link.lost(f"receiving failed: {exc!r}")
             except ProtocolError as exc:
-                return lost(f"not RESP: {exc}")
-            finally:
-                self._reply_scope = None
+                return link.lost(f"not RESP: {exc}")
         if scope.cancelled_caught:
-            lost(f"no reply within {self.reply_timeout} s")
+            link.lost(f"no reply within {self.reply_timeout} s")
+
+    async def _flush(self, link: _Link) -> None:
+        """Write the buffer until it stays empty. Shielded: a write cut in the middle would
+        leave half a command on the connection."""
+        link.writing = True
+        try:
+            with trio.CancelScope(shield=True):
+                while self._output and self._link is link:
+                    data, self._output = self._output, bytearray()
+                    await link.stream.send_all(data)
+        except _BROKEN as exc:
+            link.lost(f"sending failed: {exc!r}")
+        finally:
+            link.writing = False
 
     # --- commands --------------------------------------------------------------------
 
     async def _send(self, data: bytes, expected: int) -> list[Reply]:
-        while not self._connected.is_set():
+        while (link := self._link) is None:
             if self._state != "running":
-                break
+                raise ClientClosed(f"the Redis client of {self.address} is not running")
             await self._connected.wait()
-        if self._state != "running":
-            raise ClientClosed(f"the Redis client of {self.address} is not running")
         pending = _Pending(expected)
-        if not self._waiting and self._reply_scope is not None:
-            self._reply_scope.deadline = trio.current_time() + self.reply_timeout
+        if not self._waiting and link.reply_scope is not None:
+            link.reply_scope.deadline = trio.current_time() + self.reply_timeout
         self._waiting.append(pending)
         self._output += data
-        self._wake_writer.set()
+        if not link.writing:
+            await self._flush(link)
         await pending.done.wait()
         if pending.error is not None:
             raise pending.error
