@@ -5,8 +5,8 @@ lost. So when the connection breaks, the subscription connects again (backoff wi
 jitter), subscribes again, and hands its reader a :class:`Gap` between the messages before
 and after: whoever relies on the messages reconciles from durable state there.
 
-A connection that carries nothing for ``keepalive_s`` seconds is asked PING; no answer within
-``reply_timeout`` seconds and it is taken as broken.
+A connection that carries nothing for ``keepalive_s`` seconds while someone waits for a
+message is asked PING; no answer within ``reply_timeout`` seconds and it is taken as broken.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from functools import partial
 from typing import Any
 
 import trio
@@ -42,8 +41,9 @@ class Gap:
 
 
 class Subscription:
-    """Messages of some channels, in the order Redis sent them; start :meth:`run` first
-    (or use :func:`open_subscription`), then ``async for event in subscription``."""
+    """Messages of some channels, in the order Redis sent them: :meth:`connect` (or use
+    :func:`open_subscription`), then ``async for event in subscription``. No task of its own:
+    :meth:`receive` reads the socket in the caller's task, one caller at a time."""
 
     def __init__(
         self,
@@ -55,7 +55,6 @@ class Subscription:
         keepalive_s: float = 5.0,
         reply_timeout: float = 10.0,
         backoff: Backoff = RECONNECT,
-        buffer: int = 4096,
     ) -> None:
         if not channels:
             raise ValueError("subscribe to at least one channel")
@@ -68,81 +67,71 @@ class Subscription:
         self.connections = 0
         self._connector = Connector(address, name, connect_timeout, backoff)
         self._subscribe = [("SUBSCRIBE", channel) for channel in self.channels]
-        # Bounded: a reader that falls behind stops the reading, and Redis buffers for it
-        # (up to its client-output-buffer-limit for pubsub, then it drops the connection).
-        self._send, self._receive = trio.open_memory_channel[Message | Gap](buffer)
-        self._started = False
+        self._state = "new"  # -> open -> closed
+        self._connection: Connection | None = None
+        self._lost = ""  # why the last connection broke, while there is none
 
-    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Connect and subscribe (a first failure raises), report readiness, then receive
-        until cancelled."""
-        await self._keep(await self._connect_first(), task_status=task_status)
-
-    async def _connect_first(self) -> Connection:
-        if self._started:
-            raise RuntimeError("a Subscription runs once")
-        self._started = True
+    async def connect(self) -> None:
+        """Connect and subscribe; a failure raises (:class:`Unreachable`, ...)."""
+        if self._state != "new":
+            raise RuntimeError("a Subscription connects once")
+        self._state = "open"
         try:
-            return await self._connector.connect(self._subscribe)
+            self._connection = await self._connector.connect(self._subscribe)
         except BaseException:
-            self._send.close()
+            self._state = "closed"
             raise
+        self.connections += 1
 
-    async def _keep(
-        self,
-        connection: Connection,
-        *,
-        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
-    ) -> None:
-        async with self._send:
-            task_status.started()
-            while True:
-                self.connections += 1
-                try:
-                    reason = await self._listen(connection)
-                finally:
-                    await trio.aclose_forcefully(connection.stream)
-                log.warning("redis_subscription_lost", address=str(self.address), reason=reason)
-                connection = await self._connector.reconnect(self._subscribe)
-                await self._send.send(Gap(reason))
-
-    async def _listen(self, connection: Connection) -> str:
-        """Pass messages on until the connection breaks; why it broke."""
-        stream, parser = connection.stream, connection.parser
-        pinged = False
-        try:
-            while True:
-                reply = parser.gets()
-                while reply is not False:
-                    match reply:
-                        case [b"message", bytes(channel), bytes(payload)]:
-                            await self._send.send(Message(channel, payload))
-                        case [b"subscribe" | b"pong", *_]:
-                            pass
-                        case _:
-                            raise ProtocolError(f"not a pub/sub event: {reply!r}")
-                    reply = parser.gets()
-                with trio.move_on_after(self.reply_timeout if pinged else self.keepalive_s):
-                    data = await stream.receive_some(RECEIVE_BYTES)
-                    if not data:
-                        return "Redis closed the connection"
-                    parser.feed(data)
-                    pinged = False
-                    continue
-                if pinged:
-                    return f"no answer to PING within {self.reply_timeout} s"
-                await stream.send_all(_PING)
-                pinged = True
-        except _BROKEN as exc:
-            return f"connection failed: {exc!r}"
-        except ProtocolError as exc:
-            return f"not RESP: {exc}"
+    async def aclose(self) -> None:
+        self._state = "closed"
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            await trio.aclose_forcefully(connection.stream)
 
     async def receive(self) -> Message | Gap:
-        try:
-            return await self._receive.receive()
-        except (trio.EndOfChannel, trio.ClosedResourceError):
-            raise ClientClosed("the subscription stopped") from None
+        """The next message; after the connection broke, it connects again (with backoff,
+        for as long as the caller's cancel scope lets it) and returns a :class:`Gap`."""
+        while True:
+            if self._state != "open":
+                raise ClientClosed("the subscription is closed")
+            connection = self._connection
+            if connection is None:
+                self._connection = await self._connector.reconnect(self._subscribe)
+                self.connections += 1
+                return Gap(self._lost)
+            try:
+                reply = connection.parser.gets()
+                match reply:
+                    case False:
+                        await self._read_more(connection)
+                    case [b"message", bytes(channel), bytes(payload)]:
+                        return Message(channel, payload)
+                    case [b"subscribe" | b"pong", *_]:
+                        pass
+                    case _:
+                        raise ProtocolError(f"not a pub/sub event: {reply!r}")
+            except (*_BROKEN, ProtocolError, _Silent) as exc:
+                self._lost = str(exc) or repr(exc)
+                log.warning("redis_subscription_lost", address=str(self.address), reason=self._lost)
+                self._connection = None
+                await trio.aclose_forcefully(connection.stream)
+
+    async def _read_more(self, connection: Connection) -> None:
+        """Feed the parser; a quiet connection is asked PING, and must answer in time."""
+        with trio.move_on_after(self.keepalive_s):
+            return await self._feed(connection)
+        await connection.stream.send_all(_PING)
+        with trio.move_on_after(self.reply_timeout):
+            return await self._feed(connection)
+        raise _Silent(f"no answer to PING within {self.reply_timeout} s")
+
+    @staticmethod
+    async def _feed(connection: Connection) -> None:
+        data = await connection.stream.receive_some(RECEIVE_BYTES)
+        if not data:
+            raise _Silent("Redis closed the connection")
+        connection.parser.feed(data)
 
     def __aiter__(self) -> Subscription:
         return self
@@ -154,16 +143,18 @@ class Subscription:
             raise StopAsyncIteration from None
 
 
+class _Silent(Exception):
+    """The connection said nothing more: closed by Redis, or no answer to PING."""
+
+
 @asynccontextmanager
 async def open_subscription(
     address: RedisAddress | str, channels: Sequence[str | bytes], **options: Any
 ) -> AsyncIterator[Subscription]:
-    """A :class:`Subscription` that has subscribed, stopped on leaving the block."""
+    """A :class:`Subscription` that has subscribed, closed on leaving the block."""
     subscription = Subscription(address, channels, **options)
-    connection = await subscription._connect_first()  # outside the nursery: its error alone
-    async with trio.open_nursery() as nursery:
-        await nursery.start(partial(subscription._keep, connection))
-        try:
-            yield subscription
-        finally:
-            nursery.cancel_scope.cancel()
+    await subscription.connect()
+    try:
+        yield subscription
+    finally:
+        await subscription.aclose()
