@@ -1,8 +1,8 @@
-"""A private redis-server for tests, run by ``scripts/redis run`` (which installs Debian's
-redis-server first where it is missing) with its data in a directory of the test's.
+"""A private redis-server for tests and benchmarks, run by ``scripts/redis run`` (which
+installs Debian's redis-server first where it is missing) with its data in a directory.
 
 The script stays in the foreground as redis-server's parent and this process as the
-script's, so every redis-server a test started is stopped and reaped by the test.
+script's, so every redis-server started here is stopped and reaped here.
 """
 
 from __future__ import annotations

@@ -5,8 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-
-from tests.redis_server import RedisServer, redis_server
+from bench.redis_server import RedisServer, redis_server
 
 
 @pytest.fixture(scope="session")

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 import trio
+from bench.redis_server import SCRIPT, RedisServer
 
 from aoi.server.store.redis_client import open_redis
 from aoi.server.store.resp import MovedError, ReplyError
-from tests.redis_server import SCRIPT, RedisServer
 
 
 def script(*args: str | Path) -> str:
