@@ -34,7 +34,7 @@ import trio
 
 from aoi.core.policy import Backoff
 
-from .redis_connection import RECEIVE_BYTES, RECONNECT, Connection, Connector, log
+from .redis_connection import BROKEN, RECEIVE_BYTES, RECONNECT, Connection, Connector, log
 from .resp import (
     Arg,
     ClientClosed,
@@ -50,8 +50,6 @@ from .resp import (
     pack,
     pack_all,
 )
-
-_BROKEN = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)
 
 
 class _Pending:
@@ -193,7 +191,7 @@ class RedisClient:
                     if not data:
                         return link.lost("Redis closed the connection")
                     parser.feed(data)
-            except _BROKEN as exc:
+            except BROKEN as exc:
                 return link.lost(f"receiving failed: {exc!r}")
             except ProtocolError as exc:
                 return link.lost(f"not RESP: {exc}")
@@ -209,7 +207,7 @@ class RedisClient:
                 while self._output and self._link is link:
                     data, self._output = self._output, bytearray()
                     await link.stream.send_all(data)
-        except _BROKEN as exc:
+        except BROKEN as exc:
             link.lost(f"sending failed: {exc!r}")
         finally:
             link.writing = False

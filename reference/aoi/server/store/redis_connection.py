@@ -32,6 +32,7 @@ from .resp import (
 )
 
 RECEIVE_BYTES = 256 * 1024
+BROKEN = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)  # a socket that failed
 RECONNECT = Backoff(initial_ms=50, max_ms=2000, multiplier=2.0)
 
 log = EventLog("aoi.server.store.redis")

@@ -20,11 +20,10 @@ import trio
 
 from aoi.core.policy import Backoff
 
-from .redis_connection import RECEIVE_BYTES, RECONNECT, Connection, Connector, log
+from .redis_connection import BROKEN, RECEIVE_BYTES, RECONNECT, Connection, Connector, log
 from .resp import ClientClosed, ProtocolError, RedisAddress, pack
 
 _PING = pack(("PING",))
-_BROKEN = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,7 +110,7 @@ class Subscription:
                         pass
                     case _:
                         raise ProtocolError(f"not a pub/sub event: {reply!r}")
-            except (*_BROKEN, ProtocolError, _Silent) as exc:
+            except (*BROKEN, ProtocolError, _Silent) as exc:
                 self._lost = str(exc) or repr(exc)
                 log.warning("redis_subscription_lost", address=str(self.address), reason=self._lost)
                 self._connection = None
