@@ -42,13 +42,14 @@ from aoi.core.messages import (
     Reject,
     Welcome,
 )
+from aoi.core.rfc3339 import rfc3339
 from aoi.core.server_session import ServerSession
 from aoi.net import fastio
 from aoi.net.client import connect
 from aoi.net.http import Headers, HttpServer, Request, Response
 from aoi.net.websocket import WebSocket
 from aoi.server.app import Server
-from aoi.server.hub import Link, rfc3339
+from aoi.server.hub import Link
 from aoi.server.push_api import NotificationIds
 from aoi.server.store import SqliteStore
 

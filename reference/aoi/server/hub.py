@@ -7,18 +7,16 @@ hub is rebuilt from the store, so a crash loses nothing that was acknowledged.
 
 from __future__ import annotations
 
-import math
 import secrets
-import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import trio
 
 from aoi.core.messages import Notify
+from aoi.core.rfc3339 import rfc3339
 from aoi.core.server_session import ServerSession
 
 from .store import Registration, Store, StoredNotification
@@ -28,36 +26,6 @@ if TYPE_CHECKING:
 
 PRIORITIES = ("high", "normal", "low")
 WINDOW = 64  # notifications in flight per session before waiting for acks
-
-
-_last_second: list[Any] = [None, ""]  # the last whole second formatted, and its text
-
-
-def rfc3339(epoch: float) -> str:
-    """``datetime.fromtimestamp(epoch, UTC)`` in RFC 3339 with milliseconds (truncated, as
-    ``isoformat(timespec="milliseconds")``): rounded to the microsecond half to even first,
-    like ``fromtimestamp``. Called for every notify; the seconds part is reused while the
-    seconds stay the same."""
-    frac, whole = math.modf(epoch)
-    us = round(frac * 1e6)
-    second = int(whole)
-    if us >= 1_000_000:
-        second += 1
-        us -= 1_000_000
-    elif us < 0:
-        second -= 1
-        us += 1_000_000
-    last = _last_second
-    if last[0] != second:
-        if not 0 <= second < 253402300800:  # outside years 1970..9999: the general way
-            return (
-                datetime.fromtimestamp(epoch, UTC)
-                .isoformat(timespec="milliseconds")
-                .replace("+00:00", "Z")
-            )
-        last[1] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-        last[0] = second
-    return f"{last[1]}.{us // 1000:03d}Z"
 
 
 def new_token() -> str:

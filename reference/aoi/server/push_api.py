@@ -17,10 +17,11 @@ import jsonschema_rs
 import trio
 
 from aoi.core.codec import MAX_PAYLOAD, payload_size
+from aoi.core.rfc3339 import rfc3339
 from aoi.net.http import Request, Response
 
 from .credentials import ClientCredentials, ServerApp, ServerAppKeys
-from .hub import Hub, rfc3339
+from .hub import Hub
 from .load import LoadMonitor
 from .metrics import Metrics
 from .store import Status, StoredNotification
