@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .codec import Codec
 from .errors import CloseCode
-from .messages import Ack, Error, Message, Notify, Ping, Pong, Reject, RejectReason, Welcome
+from .messages import Error, Message, Ping, Pong, Reject, RejectReason, Welcome
 from .session import Closed, Event, Session, Side, State, Transitions
 
 _A, _E = State.AWAIT_HELLO, State.ESTABLISHED
@@ -39,8 +39,9 @@ class ServerSession(Session):
 
     Authentication, registration and delivery decisions belong to the owner: the session
     hands it ``Hello``, ``Register``... as events and checks that what the owner sends back
-    is allowed. It answers ``ping`` itself, tracks notifications in flight until acked, and
-    closes a connection without ``hello`` in time or silent for two keepalive intervals.
+    is allowed. It answers ``ping`` itself and closes a connection without ``hello`` in time
+    or silent for two keepalive intervals. What is in flight is the delivery's business
+    (:mod:`aoi.core.delivery`), which outlives connections.
     """
 
     transitions = TRANSITIONS
@@ -50,7 +51,6 @@ class ServerSession(Session):
         super().__init__(codec, now)
         self.handshake_timeout_s = handshake_timeout_s
         self.keepalive_s: float | None = None
-        self.in_flight: dict[str, Notify] = {}
 
     def deadline(self) -> float | None:
         if self.state in (State.AWAIT_HELLO, State.AUTHENTICATING):
@@ -70,9 +70,6 @@ class ServerSession(Session):
     def _received(self, message: Message, now: float) -> list[Event]:
         if isinstance(message, Ping):
             self.send(Pong(ts=message.ts), now)
-        elif isinstance(message, Ack):
-            for notification_id in message.ids:
-                self.in_flight.pop(notification_id, None)
         elif isinstance(message, Error) and message.fatal:
             return [self.close(CloseCode.PROTOCOL_ERROR, f"peer error {message.code}")]
         return []
@@ -80,8 +77,6 @@ class ServerSession(Session):
     def _sent(self, message: Message, now: float) -> None:
         if isinstance(message, Welcome):
             self.keepalive_s = message.keepalive_s
-        elif isinstance(message, Notify):
-            self.in_flight[message.id] = message
 
     def _own_close_code(self, message: Message) -> CloseCode:
         if isinstance(message, Reject):

@@ -46,8 +46,9 @@ _WOKEN: Any = object()  # Link._writer of a writer that flush() woke and that ha
 
 @dataclass(slots=True, eq=False)
 class Link:
-    """One connection: the session core, a way to wake its writer, and what its client
-    nacked (the app was not there; offered again when that app registers again).
+    """One connection: the session core, a way to wake its writer, what it has in flight
+    (sent, neither acked nor nacked) and what its client nacked (the app was not there;
+    offered again when that app registers again).
 
     The writer waits in :meth:`wait_flush`; :meth:`flush` wakes it, or, when it is busy
     writing, makes its next wait return at once. Calls in a row wake it once. (Cheaper than a
@@ -56,6 +57,8 @@ class Link:
     session: ServerSession
     client_id: str
     parked: set[str] | None = None
+    # The in-flight window; aoi.core.delivery holds it once the hub delivers through it.
+    in_flight: dict[str, Notify] = field(default_factory=dict, repr=False)
     ws: WebSocket | None = field(default=None, repr=False)
     _writer: trio.lowlevel.Task | None = field(default=None, repr=False)
     _flushed: bool = field(default=False, repr=False)
@@ -95,7 +98,7 @@ class Link:
         self._writer = None  # was _WOKEN: flushes from now on are for the next round
 
     def park(self, notification_id: str) -> None:
-        if self.session.in_flight.pop(notification_id, None) is not None:
+        if self.in_flight.pop(notification_id, None) is not None:
             if self.parked is None:
                 self.parked = set()
             self.parked.add(notification_id)
@@ -254,7 +257,7 @@ class Hub:
         """Queued, never-sent notifications that a new one with ``collapse_key`` replaces."""
         registration = self.registrations[token]
         client = self._client(registration.client_id)
-        in_flight = client.link.session.in_flight if client.link is not None else {}
+        in_flight = client.link.in_flight if client.link is not None else {}
         return [
             n.id
             for n in client.pending.values()
@@ -290,7 +293,7 @@ class Hub:
         if client is None or client.unsent is None:
             return False
         high, normal, low = client.unsent
-        return (bool(high) or bool(normal) or bool(low)) and len(link.session.in_flight) < WINDOW
+        return (bool(high) or bool(normal) or bool(low)) and len(link.in_flight) < WINDOW
 
     def pump(self, link: Link, now: float, wall: float) -> list[str]:
         """Hand ``link``'s session as many queued notifications as the window allows;
@@ -298,26 +301,26 @@ class Hub:
         session clock, ``wall`` seconds since the epoch (the unit of TTLs)."""
         client = self.clients[link.client_id]
         session = link.session
+        in_flight = link.in_flight
         expired: list[str] = []
-        if len(session.in_flight) >= WINDOW:
+        if len(in_flight) >= WINDOW:
             return expired
         for notification_id in client.next_unsent():
             n = client.pending.get(notification_id)
-            if n is None or notification_id in session.in_flight:
+            if n is None or notification_id in in_flight:
                 continue  # acked, cancelled or collapsed meanwhile
             if n.expires_at <= wall:
                 self._drop(notification_id)
                 expired.append(notification_id)
                 continue
-            session.send(
-                Notify(
-                    id=n.id, token=n.token, app_id=n.app_id, payload=n.payload,
-                    priority=n.priority, ttl_s=max(0, int(n.expires_at - wall)),
-                    created_at=rfc3339(n.created_at), collapse_key=n.collapse_key,
-                ),
-                now,
+            notify = Notify(
+                id=n.id, token=n.token, app_id=n.app_id, payload=n.payload,
+                priority=n.priority, ttl_s=max(0, int(n.expires_at - wall)),
+                created_at=rfc3339(n.created_at), collapse_key=n.collapse_key,
             )  # fmt: skip
-            if len(session.in_flight) >= WINDOW:
+            session.send(notify, now)
+            in_flight[notification_id] = notify
+            if len(in_flight) >= WINDOW:
                 break
         return expired
 
@@ -326,6 +329,9 @@ class Hub:
         client = self.clients.get(client_id)
         if client is None:
             return []
+        if client.link is not None:
+            for notification_id in ids:
+                client.link.in_flight.pop(notification_id, None)
         done = [n for i in ids if (n := client.pending.get(i)) is not None]
         for n in done:
             self._drop(n.id)
@@ -340,7 +346,7 @@ class Hub:
         if n is None:
             return None
         link = self.clients[n.client_id].link
-        if link is not None and notification_id in link.session.in_flight:
+        if link is not None and notification_id in link.in_flight:
             return None
         return self._drop(notification_id)
 

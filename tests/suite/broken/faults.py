@@ -215,9 +215,9 @@ def ignores_acks() -> None:
     original_pump, original_acked = Hub.pump, Hub.acked
 
     def pump(self: Hub, link: Link, now: float, wall: float) -> list[str]:
-        before = set(link.session.in_flight)
+        before = set(link.in_flight)
         expired = original_pump(self, link, now, wall)
-        sent = tuple(i for i in link.session.in_flight if i not in before)
+        sent = tuple(i for i in link.in_flight if i not in before)
         original_acked(self, link.client_id, sent)  # forgotten, and never reported
         return expired
 
