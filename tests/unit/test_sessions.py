@@ -14,6 +14,7 @@ from aoi.core.errors import CloseCode, LocalProtocolError
 from aoi.core.messages import (
     Ack,
     Bye,
+    Error,
     Hello,
     Limits,
     Notify,
@@ -124,6 +125,17 @@ def test_reject_closes_both_sides_with_its_code(reason: RejectReason, code: Clos
     events = pump(server, client, 0)
     assert events[0] == Reject(reason=reason, retry_after_s=2.5)
     assert client.closed is not None and client.closed.code is code
+
+
+def test_an_error_answering_hello_ends_the_session_at_both_ends() -> None:
+    client, server = ClientSession(CODEC, 0), ServerSession(CODEC, 0)
+    client.send(Hello(version=1, client_id="c", credential="x"), 0)
+    pump(client, server, 0)
+    server.send(Error(code="invalid_message", detail="hello: no", fatal=True), 0)
+    assert server.state is State.CLOSED
+    events = pump(server, client, 0)
+    assert client.state is State.CLOSED
+    assert events[-1] == Closed(CloseCode.PROTOCOL_ERROR, "error")
 
 
 def test_redirect_closes_established_session() -> None:

@@ -1,4 +1,5 @@
-"""The AOI Client's side of an AOI-2 session: every rule of the role is in this table."""
+"""The AOI Client's side of an AOI-2 session: keepalive pings, the silence limit, matching
+answers to requests. Which message may come when is the shared table in :mod:`.session`."""
 
 from __future__ import annotations
 
@@ -17,26 +18,9 @@ from .messages import (
     Welcome,
 )
 from .server_session import REJECT_CLOSE_CODES
-from .session import Event, Session, Side, State, Transitions
+from .session import Event, Role, Session, State
 
-_W, _E = State.AWAIT_WELCOME, State.ESTABLISHED
-PEER, SELF = Side.PEER, Side.SELF
-
-TRANSITIONS: Transitions = {
-    (State.CONNECTING, SELF, "hello"): _W,
-    (_W, PEER, "welcome"): _E,
-    (_W, PEER, "reject"): State.CLOSED,
-    (_W, PEER, "error"): State.CLOSED,
-    **{(_E, SELF, kind): _E for kind in ("register", "unregister", "ack", "nack", "ping", "pong")},
-    (_E, SELF, "error"): _E,
-    (_E, SELF, "bye"): State.CLOSED,
-    **{
-        (_E, PEER, kind): _E
-        for kind in ("registered", "unregistered", "notify", "ping", "pong", "error")
-    },
-    (_E, PEER, "redirect"): State.CLOSED,
-    (_E, PEER, "bye"): State.CLOSED,
-}
+_H, _A, _E = State.AWAIT_HELLO, State.AUTHENTICATING, State.ESTABLISHED
 
 
 class ClientSession(Session):
@@ -48,8 +32,7 @@ class ClientSession(Session):
     connection dead when the server has been silent for twice the keepalive interval.
     """
 
-    transitions = TRANSITIONS
-    initial = State.CONNECTING
+    role, peer = Role.CLIENT, Role.SERVER
 
     def __init__(self, codec: Codec, now: float, *, handshake_timeout_s: float = 10.0) -> None:
         super().__init__(codec, now)
@@ -63,7 +46,7 @@ class ClientSession(Session):
         return req
 
     def deadline(self) -> float | None:
-        if self.state in (State.CONNECTING, _W):
+        if self.state in (_H, _A):
             return self.started + self.handshake_timeout_s
         if self.state is _E and self.keepalive_s is not None:
             return min(self.last_tx + self.keepalive_s, self.last_rx + 2 * self.keepalive_s)

@@ -1,29 +1,12 @@
-"""The AOI Server's side of an AOI-2 session: every rule of the role is in this table."""
+"""The AOI Server's side of an AOI-2 session: the handshake timeout, the silence limit,
+answering pings. Which message may come when is the shared table in :mod:`.session`."""
 
 from __future__ import annotations
 
 from .codec import Codec
 from .errors import CloseCode
 from .messages import Error, Message, Ping, Pong, Reject, RejectReason, Welcome
-from .session import Closed, Event, Session, Side, State, Transitions
-
-_A, _E = State.AWAIT_HELLO, State.ESTABLISHED
-PEER, SELF = Side.PEER, Side.SELF
-
-TRANSITIONS: Transitions = {
-    (_A, PEER, "hello"): State.AUTHENTICATING,
-    (State.AUTHENTICATING, SELF, "welcome"): _E,
-    (State.AUTHENTICATING, SELF, "reject"): State.CLOSED,
-    **{(_E, PEER, kind): _E for kind in ("register", "unregister", "ack", "nack", "ping", "pong")},
-    (_E, PEER, "error"): _E,  # a fatal one closes, see ServerSession._received
-    (_E, PEER, "bye"): State.CLOSED,
-    **{
-        (_E, SELF, kind): _E
-        for kind in ("registered", "unregistered", "notify", "ping", "pong", "error")
-    },
-    (_E, SELF, "redirect"): State.CLOSED,
-    (_E, SELF, "bye"): State.CLOSED,
-}
+from .session import Closed, Event, Role, Session, State
 
 REJECT_CLOSE_CODES = {
     RejectReason.INVALID_CREDENTIALS: CloseCode.AUTH_FAILED,
@@ -44,8 +27,7 @@ class ServerSession(Session):
     (:mod:`aoi.core.delivery`), which outlives connections.
     """
 
-    transitions = TRANSITIONS
-    initial = State.AWAIT_HELLO
+    role, peer = Role.SERVER, Role.CLIENT
 
     def __init__(self, codec: Codec, now: float, *, handshake_timeout_s: float = 10.0) -> None:
         super().__init__(codec, now)
@@ -86,4 +68,4 @@ class ServerSession(Session):
         return CloseCode.GOING_AWAY
 
 
-__all__ = ["TRANSITIONS", "Closed", "ServerSession"]
+__all__ = ["Closed", "ServerSession"]

@@ -1,10 +1,14 @@
-"""What the AOI-2 server and client sessions share: frames in, events out, one table each.
+"""The AOI-2 session as both ends see it: one transition table, frames in, events out.
 
 A session is driven by its owner: ``receive(frame, now)`` and ``tick(now)`` return events
 (received messages, and :class:`Closed` once the session ended), ``send(message, now)``
-queues a frame, ``outgoing()`` hands the queued frames over. Each role defines its rules in a
-transition table mapping (state, who, message type) to the next state; a message that has no
-entry is a protocol error, on whichever side it happens.
+queues a frame, ``outgoing()`` hands the queued frames over. Which message may come when is
+:data:`TRANSITIONS`, one table for both roles (as h11's ``_state.py`` has): it maps the
+session's state, the role that sends and the message type to the next state. A server
+session looks up what it receives under :attr:`Role.CLIENT` and what it sends under
+:attr:`Role.SERVER`, a client session the other way round. A message that has no entry is a
+protocol error, on whichever side it happens. What only one role does (timeouts, pings,
+pending requests) is in :mod:`.server_session` and :mod:`.client_session`.
 """
 
 from __future__ import annotations
@@ -20,20 +24,40 @@ from .messages import Error, Message
 
 
 class State(Enum):
-    AWAIT_HELLO = "await_hello"  # server: connection open, no hello yet
-    AUTHENTICATING = "authenticating"  # server: hello received, answer not yet sent
-    CONNECTING = "connecting"  # client: connection open, hello not yet sent
-    AWAIT_WELCOME = "await_welcome"  # client: hello sent
+    """The state of the conversation, the same at both ends."""
+
+    AWAIT_HELLO = "await_hello"  # connection open, no hello yet
+    AUTHENTICATING = "authenticating"  # hello sent, neither welcome nor reject yet
     ESTABLISHED = "established"
     CLOSED = "closed"
 
 
-class Side(Enum):
-    PEER = "peer"
-    SELF = "self"
+class Role(Enum):
+    CLIENT = "client"
+    SERVER = "server"
 
 
-Transitions = Mapping[tuple[State, Side, str], State]
+_H, _A, _E = State.AWAIT_HELLO, State.AUTHENTICATING, State.ESTABLISHED
+CLIENT, SERVER = Role.CLIENT, Role.SERVER
+
+# (state, sender, message type) -> the next state, for both ends.
+TRANSITIONS: Mapping[tuple[State, Role, str], State] = {
+    (_H, CLIENT, "hello"): _A,
+    (_A, SERVER, "welcome"): _E,
+    (_A, SERVER, "reject"): State.CLOSED,
+    (_A, SERVER, "error"): State.CLOSED,  # a hello the server could not accept as one
+    **{
+        (_E, CLIENT, kind): _E
+        for kind in ("register", "unregister", "ack", "nack", "ping", "pong", "error")
+    },
+    **{
+        (_E, SERVER, kind): _E
+        for kind in ("registered", "unregistered", "notify", "ping", "pong", "error")
+    },
+    (_E, CLIENT, "bye"): State.CLOSED,
+    (_E, SERVER, "bye"): State.CLOSED,
+    (_E, SERVER, "redirect"): State.CLOSED,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,12 +72,12 @@ Event = Message | Closed
 
 
 class Session:
-    transitions: ClassVar[Transitions]
-    initial: ClassVar[State]
+    role: ClassVar[Role]
+    peer: ClassVar[Role]
 
     def __init__(self, codec: Codec, now: float) -> None:
         self.codec = codec
-        self.state = self.initial
+        self.state = State.AWAIT_HELLO
         self.started = now
         self.last_rx = now
         self.last_tx = now
@@ -78,7 +102,7 @@ class Session:
         if self.state is State.CLOSED:
             return []
         self.last_rx = now
-        after = self.transitions.get((self.state, Side.PEER, message.type))
+        after = TRANSITIONS.get((self.state, self.peer, message.type))
         if after is None:
             req = getattr(message, "req", None)
             return self._reply_error(
@@ -96,7 +120,7 @@ class Session:
 
     def send(self, message: Message, now: float) -> None:
         """Queue ``message``; :class:`LocalProtocolError` if the protocol forbids it now."""
-        after = self.transitions.get((self.state, Side.SELF, message.type))
+        after = TRANSITIONS.get((self.state, self.role, message.type))
         if after is None:
             raise LocalProtocolError(
                 ErrorCode.UNEXPECTED_MESSAGE,
