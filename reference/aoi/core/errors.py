@@ -1,7 +1,9 @@
-"""Protocol errors, each carrying the wire error code and the close code it leads to."""
+"""Protocol errors: AOI-1 and AOI-2 ones with their wire error code and close code, AOI-3
+ones with their HTTP status and headers."""
 
 from __future__ import annotations
 
+import math
 from enum import IntEnum, StrEnum
 
 
@@ -62,3 +64,124 @@ class RemoteProtocolError(ProtocolError):
 
 class LocalProtocolError(ProtocolError):
     """This side tried to do something the protocol forbids: a bug in the caller."""
+
+
+class ApiErrorCode(StrEnum):
+    """Values of ``error`` in an AOI-3 error body, each with its HTTP status."""
+
+    INVALID_REQUEST = "invalid_request"
+    UNAUTHORIZED = "unauthorized"
+    FORBIDDEN = "forbidden"
+    UNKNOWN_TOKEN = "unknown_token"
+    NOT_FOUND = "not_found"
+    METHOD_NOT_ALLOWED = "method_not_allowed"
+    NOT_CANCELLABLE = "not_cancellable"
+    TOKEN_UNREGISTERED = "token_unregistered"
+    PAYLOAD_TOO_LARGE = "payload_too_large"
+    RATE_LIMITED = "rate_limited"
+    OVERLOADED = "overloaded"
+
+    @property
+    def status(self) -> int:
+        return _API_STATUS[self]
+
+
+_API_STATUS = {
+    ApiErrorCode.INVALID_REQUEST: 400,
+    ApiErrorCode.UNAUTHORIZED: 401,
+    ApiErrorCode.FORBIDDEN: 403,
+    ApiErrorCode.UNKNOWN_TOKEN: 404,
+    ApiErrorCode.NOT_FOUND: 404,
+    ApiErrorCode.METHOD_NOT_ALLOWED: 405,
+    ApiErrorCode.NOT_CANCELLABLE: 409,
+    ApiErrorCode.TOKEN_UNREGISTERED: 410,
+    ApiErrorCode.PAYLOAD_TOO_LARGE: 413,
+    ApiErrorCode.RATE_LIMITED: 429,
+    ApiErrorCode.OVERLOADED: 503,
+}
+
+Headers = tuple[tuple[str, str], ...]
+
+
+class ApiError(Exception):
+    """An AOI-3 request refused: the status, the body's ``error`` and ``detail`` (and, for a
+    body that fails its schema, ``errors``), and the headers the refusal needs. Made by the
+    class methods below, one per refusal, so that each answer is written once."""
+
+    def __init__(
+        self,
+        code: ApiErrorCode,
+        detail: str,
+        headers: Headers = (),
+        errors: tuple[dict[str, str], ...] = (),
+    ) -> None:
+        super().__init__(f"{code.status} {code}: {detail}")
+        self.code = code
+        self.detail = detail
+        self.headers = headers
+        self.errors = errors
+
+    @property
+    def status(self) -> int:
+        return self.code.status
+
+    def body(self) -> dict[str, object]:
+        """The ``error_response`` document."""
+        body: dict[str, object] = {"error": self.code.value, "detail": self.detail}
+        if self.errors:
+            body["errors"] = list(self.errors)
+        return body
+
+    @classmethod
+    def invalid_request(cls, detail: str, errors: tuple[dict[str, str], ...] = ()) -> ApiError:
+        """400; ``errors`` as ``{"path": JSON Pointer, "message": ...}``."""
+        return cls(ApiErrorCode.INVALID_REQUEST, detail, errors=errors)
+
+    @classmethod
+    def unauthorized(cls, scheme: str, detail: str) -> ApiError:
+        """401 with the challenge of ``scheme`` (``Bearer`` on AOI-3, ``Basic`` on AOI-P)."""
+        return cls(
+            ApiErrorCode.UNAUTHORIZED, detail, (("www-authenticate", f'{scheme} realm="aoi"'),)
+        )
+
+    @classmethod
+    def forbidden(cls, detail: str) -> ApiError:
+        return cls(ApiErrorCode.FORBIDDEN, detail)
+
+    @classmethod
+    def unknown_token(cls) -> ApiError:
+        return cls(ApiErrorCode.UNKNOWN_TOKEN, "no registration has this token")
+
+    @classmethod
+    def token_unregistered(cls) -> ApiError:
+        return cls(ApiErrorCode.TOKEN_UNREGISTERED, "the app unregistered this token")
+
+    @classmethod
+    def not_found(cls, detail: str) -> ApiError:
+        return cls(ApiErrorCode.NOT_FOUND, detail)
+
+    @classmethod
+    def method_not_allowed(cls, allowed: str) -> ApiError:
+        """405 with ``Allow``; ``allowed`` as the header has it, e.g. ``"GET, DELETE"``."""
+        return cls(ApiErrorCode.METHOD_NOT_ALLOWED, f"use {allowed}", (("allow", allowed),))
+
+    @classmethod
+    def not_cancellable(cls, status: str) -> ApiError:
+        return cls(ApiErrorCode.NOT_CANCELLABLE, f"the notification is {status}")
+
+    @classmethod
+    def payload_too_large(cls, size: int, limit: int) -> ApiError:
+        return cls(ApiErrorCode.PAYLOAD_TOO_LARGE, f"payload of {size} bytes exceeds {limit}")
+
+    @classmethod
+    def rate_limited(cls, detail: str, retry_after_s: float) -> ApiError:
+        return cls(ApiErrorCode.RATE_LIMITED, detail, retry_after(retry_after_s))
+
+    @classmethod
+    def overloaded(cls, retry_after_s: float) -> ApiError:
+        return cls(ApiErrorCode.OVERLOADED, "the server is overloaded", retry_after(retry_after_s))
+
+
+def retry_after(seconds: float) -> Headers:
+    """``Retry-After`` in whole seconds, rounded up, at least 1 (docs/protocol.md 3.2)."""
+    return (("retry-after", str(max(1, math.ceil(seconds)))),)
