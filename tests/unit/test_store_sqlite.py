@@ -1,4 +1,5 @@
-"""The SQLite store on real files: every operation, group commit, failures, crashes."""
+"""The SQLite store on real files: group commit, failures, its file, crashes. What every
+store does is in test_store_contract.py."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ import subprocess
 import sys
 import textwrap
 from collections.abc import Awaitable, Callable
-from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -17,7 +17,6 @@ import pytest
 import trio
 
 from aoi.server.store import (
-    Registration,
     Snapshot,
     SqliteStore,
     Store,
@@ -31,7 +30,6 @@ from aoi.server.store.sqlite import Synchronous
 
 T = TypeVar("T")
 TOKEN = "Zq3x9Kd0aB7cLmN2pQ4rS6"
-OTHER_TOKEN = "Yp2w8Jc9zA6bKlM1oP3qR5"
 
 
 def notification(
@@ -73,96 +71,6 @@ def load(path: Path) -> Snapshot:
 # --- every operation -------------------------------------------------------------------
 
 
-def test_round_trip_of_every_operation(tmp_path: Path) -> None:
-    reg = Registration(token=TOKEN, client_id="device-1", app_id="com.example.chat", created_at=5)
-    other = Registration(OTHER_TOKEN, "device-1", "com.example.mail", 6.5)
-    first = notification("n-1")
-    second = notification("n-2", created_at=1001, priority="high", collapse_key="score")
-    of_other = notification("n-3", token=OTHER_TOKEN)
-
-    async def body(store: SqliteStore) -> None:
-        await store.add_registration(reg)
-        await store.add_registration(other)
-        for n in (first, second, of_other):
-            await store.add_notification(n)
-        await store.set_session("device-1", "S" * 22)
-        await store.set_session("device-1", "T" * 22)  # the latest wins
-        await store.set_session("device-2", "U" * 22)
-        assert await store.get_notification("n-1") == first
-        assert await store.get_notification("n-404") is None
-
-        await store.set_status(["n-1"], "delivered", 1002.5)
-        assert await store.get_notification("n-1") == replace(
-            first, status="delivered", status_at=1002.5
-        )
-        await store.set_status([], "delivered", 1003)  # nothing to do
-
-        await store.deactivate_registration(OTHER_TOKEN, 1004)
-        reported = await store.get_notification("n-3")
-        assert reported is not None
-        assert (reported.status, reported.status_at) == ("cancelled", 1004)
-        await store.deactivate_registration("unknown-token-000000000", 1005)  # a no-op
-
-        snapshot = await store.load()
-        assert snapshot.registrations == (reg, replace(other, active=False))
-        assert snapshot.notifications == (second,)
-        assert snapshot.sessions == {"device-1": "T" * 22, "device-2": "U" * 22}
-        assert store.backlog() == 0
-        assert store.ops_failed == 0
-
-    with_store(tmp_path / "aoi.db", body)
-
-
-def test_collapse_replacement_is_atomic(tmp_path: Path) -> None:
-    older = notification("n-1", collapse_key="score")
-    newer = notification("n-2", created_at=1010, collapse_key="score")
-    clash = notification("n-2", created_at=1020, collapse_key="score")  # id already taken
-
-    async def body(store: SqliteStore) -> None:
-        await store.add_notification(older)
-        await store.add_notification(newer, replaces=[older.id])
-        replaced = await store.get_notification(older.id)
-        assert replaced is not None
-        assert (replaced.status, replaced.status_at) == ("cancelled", 1010)
-
-        # The insert fails, so its replacement must not happen either.
-        with pytest.raises(StoreConflict):
-            await store.add_notification(clash, replaces=[newer.id])
-        assert await store.get_notification(newer.id) == newer
-        assert (await store.load()).notifications == (newer,)
-
-    with_store(tmp_path / "aoi.db", body)
-
-
-def test_a_finished_notification_stays_finished(tmp_path: Path) -> None:
-    async def body(store: SqliteStore) -> None:
-        await store.add_notification(notification("n-1"))
-        await store.set_status(["n-1"], "delivered", 1001)
-        await store.set_status(["n-1", "n-404"], "cancelled", 1002)
-        reported = await store.get_notification("n-1")
-        assert reported is not None
-        assert (reported.status, reported.status_at) == ("delivered", 1001)
-        with pytest.raises(ValueError, match="queued"):
-            await store.set_status(["n-1"], "queued", 1003)
-        with pytest.raises(ValueError, match="lost"):
-            await store.set_status(["n-1"], "lost", 1003)
-
-    with_store(tmp_path / "aoi.db", body)
-
-
-def test_duplicate_registration_is_a_conflict(tmp_path: Path) -> None:
-    reg = Registration(TOKEN, "device-1", "com.example.chat", 5)
-
-    async def body(store: SqliteStore) -> None:
-        await store.add_registration(reg)
-        with pytest.raises(StoreConflict) as caught:
-            await store.add_registration(reg)
-        assert isinstance(caught.value.__cause__, sqlite3.IntegrityError)
-        assert store.ops_failed == 1
-
-    with_store(tmp_path / "aoi.db", body)
-
-
 def test_a_bad_record_is_an_error_but_not_a_conflict(tmp_path: Path) -> None:
     async def body(store: SqliteStore) -> None:
         with pytest.raises(StoreError) as caught:
@@ -174,80 +82,7 @@ def test_a_bad_record_is_an_error_but_not_a_conflict(tmp_path: Path) -> None:
     with_store(tmp_path / "aoi.db", body)
 
 
-def test_expire_marks_only_queued_notifications_past_their_ttl(tmp_path: Path) -> None:
-    async def body(store: SqliteStore) -> None:
-        await store.add_notification(notification("past", created_at=1000, ttl_s=10))
-        await store.add_notification(notification("now", created_at=1000, ttl_s=0))
-        await store.add_notification(notification("future", created_at=1000, ttl_s=100))
-        await store.add_notification(notification("delivered", created_at=1000, ttl_s=1))
-        await store.set_status(["delivered"], "delivered", 1000.5)
-
-        assert sorted(await store.expire(1050)) == ["now", "past"]
-        assert await store.expire(1050) == []
-        expired = await store.get_notification("past")
-        assert expired is not None
-        assert (expired.status, expired.status_at) == ("expired", 1050)
-        delivered = await store.get_notification("delivered")
-        assert delivered is not None and delivered.status == "delivered"
-        assert [n.id for n in (await store.load()).notifications] == ["future"]
-        assert await store.expire(1100) == []  # expires_at == now is not past yet
-        assert await store.expire(1100.5) == ["future"]
-
-    with_store(tmp_path / "aoi.db", body)
-
-
-def test_purge_deletes_only_old_finished_notifications(tmp_path: Path) -> None:
-    async def body(store: SqliteStore) -> None:
-        for id in ("old-delivered", "old-cancelled", "old-expired", "recent", "queued"):
-            await store.add_notification(notification(id, created_at=1000, ttl_s=3600))
-        await store.set_status(["old-delivered"], "delivered", 1100)
-        await store.set_status(["old-cancelled"], "cancelled", 1200)
-        await store.set_status(["old-expired"], "expired", 1300)
-        await store.set_status(["recent"], "delivered", 2000)
-
-        assert await store.purge(before=1500) == 3
-        assert await store.purge(before=1500) == 0
-        for id in ("old-delivered", "old-cancelled", "old-expired"):
-            assert await store.get_notification(id) is None
-        assert await store.get_notification("recent") is not None
-        assert await store.get_notification("queued") is not None
-        assert await store.purge(before=10**10) == 1  # never the queued one
-
-    with_store(tmp_path / "aoi.db", body)
-
-
-def test_load_returns_the_queue_oldest_first(tmp_path: Path) -> None:
-    created = {"c": 3.0, "a": 1.0, "tie-1": 2.0, "tie-2": 2.0, "b": 1.5, "tie-0": 2.0}
-
-    async def body(store: SqliteStore) -> list[str]:
-        for id, at in created.items():
-            await store.add_notification(notification(id, created_at=at))
-        return [n.id for n in (await store.load()).notifications]
-
-    # Equal timestamps keep the order in which they were stored.
-    assert with_store(tmp_path / "aoi.db", body) == ["a", "b", "tie-1", "tie-2", "tie-0", "c"]
-
-
 # --- lifecycle and durability ----------------------------------------------------------
-
-
-def test_everything_awaited_survives_a_restart(tmp_path: Path) -> None:
-    path = tmp_path / "aoi.db"
-    reg = Registration(TOKEN, "device-1", "com.example.chat", 5)
-    stored = [notification(f"n-{i}", created_at=1000 + i) for i in range(50)]
-
-    async def body(store: SqliteStore) -> None:
-        await store.add_registration(reg)
-        await store.set_session("device-1", "S" * 22)
-        async with trio.open_nursery() as nursery:
-            for n in stored:
-                nursery.start_soon(store.add_notification, n)
-
-    with_store(path, body)
-    snapshot = load(path)
-    assert snapshot.registrations == (reg,)
-    assert snapshot.notifications == tuple(stored)
-    assert snapshot.sessions == {"device-1": "S" * 22}
 
 
 @pytest.mark.parametrize("synchronous", ["full", "normal"])
@@ -311,13 +146,9 @@ def test_a_broken_writer_fails_its_callers_instead_of_stranding_them(tmp_path: P
     assert StoreClosed in outcomes  # the writes still queued behind it
 
 
-def test_calls_before_run_are_refused_and_run_runs_once(tmp_path: Path) -> None:
+def test_run_runs_once(tmp_path: Path) -> None:
     async def main() -> None:
         store = SqliteStore(tmp_path / "aoi.db")
-        with pytest.raises(StoreClosed):
-            await store.set_session("device-1", "S" * 22)
-        with pytest.raises(StoreClosed):
-            await store.load()
         async with trio.open_nursery() as nursery:
             await nursery.start(store.run)
             with pytest.raises(RuntimeError, match="once"):
@@ -454,8 +285,22 @@ def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
         (backend.FINISH, "sqlite_autoindex_notifications_1"),
         (backend.SELECT_NOTIFICATION, "sqlite_autoindex_notifications_1"),
         (backend.DEACTIVATE_REGISTRATION, "sqlite_autoindex_registrations_1"),
+        (backend.SELECT_QUEUE_OF, "notifications_queue"),
+        (backend.SELECT_REGISTRATION, "sqlite_autoindex_registrations_1"),
+        (backend.SELECT_SESSION, "sqlite_autoindex_sessions_1"),
     ],
-    ids=["load", "expire", "deactivate", "purge", "set_status", "get", "deactivate-reg"],
+    ids=[
+        "load",
+        "expire",
+        "deactivate",
+        "purge",
+        "set_status",
+        "get",
+        "deactivate-reg",
+        "queued_for",
+        "get_registration",
+        "get_session",
+    ],
 )
 def test_queries_use_their_index(tmp_path: Path, query: str, index: str) -> None:
     conn = sqlite3.connect(":memory:", isolation_level=None)

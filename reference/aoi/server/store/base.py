@@ -7,7 +7,12 @@ loses nothing" rests on that. Times are seconds since the epoch as floats; the s
 them into RFC 3339 at the wire.
 
 :class:`Store` is written against SQLite (:mod:`.sqlite`) but names nothing of it, so that a
-second backend (Redis, say) can stand in without the server noticing.
+second backend (Redis, say) can stand in without the server noticing; what it promises is
+checked for every backend by one contract suite (``tests/unit/test_store_contract.py``).
+It has two ways to read the server's state back: :meth:`Store.load`, everything at once,
+for a server that owns its store alone, and the reads of one client's registrations,
+session and queue, for servers that share one store and take a client's state when it
+connects to them.
 """
 
 from __future__ import annotations
@@ -49,7 +54,8 @@ class Registration:
 class StoredNotification:
     """A notification as pushed on AOI-3, with where it is on its way to the app.
 
-    ``pushed_by`` is the server app's name: only that server app may read the report.
+    ``pushed_by`` is the server app's name: only that server app may read the report. It is
+    what the delivery core (:class:`aoi.core.delivery.Delivery`) delivers.
     """
 
     id: str
@@ -134,6 +140,19 @@ class Store(Protocol):
     async def load(self) -> Snapshot: ...
 
     async def get_notification(self, id: str) -> StoredNotification | None: ...
+
+    async def get_registration(self, token: str) -> Registration | None:
+        """The registration ``token`` names, active or not (an inactive one answers 410)."""
+
+    async def registrations_of(self, client_id: str) -> tuple[Registration, ...]:
+        """The client's active registrations, oldest first."""
+
+    async def get_session(self, client_id: str) -> str | None:
+        """The client's session id, which ``hello.session`` resumes."""
+
+    async def queued_for(self, client_id: str) -> tuple[StoredNotification, ...]:
+        """The client's queued notifications in the order of acceptance (as :meth:`load`
+        has them): what its delivery starts from when it connects."""
 
     async def expire(self, now: float) -> list[str]:
         """Mark queued notifications whose ``expires_at`` is before ``now`` expired; their ids."""

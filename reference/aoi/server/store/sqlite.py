@@ -121,6 +121,17 @@ SELECT_QUEUE = (
 SELECT_NOTIFICATION = f"SELECT {_COLUMNS} FROM notifications WHERE id = ?"
 SELECT_REGISTRATIONS = "SELECT token, client_id, app_id, created_at, active FROM registrations"
 SELECT_SESSIONS = "SELECT client_id, session_id FROM sessions"
+# One client's state, for servers sharing a store. Here a server owns its file and reads
+# everything once (load), so these scan instead of costing every write one more index.
+SELECT_QUEUE_OF = (
+    f"SELECT {_COLUMNS} FROM notifications WHERE status = 'queued' AND client_id = ? "
+    "ORDER BY created_at, rowid"
+)
+SELECT_REGISTRATION = f"{SELECT_REGISTRATIONS} WHERE token = ?"
+SELECT_REGISTRATIONS_OF = (
+    f"{SELECT_REGISTRATIONS} WHERE client_id = ? AND active = 1 ORDER BY created_at, rowid"
+)
+SELECT_SESSION = "SELECT session_id FROM sessions WHERE client_id = ?"
 
 T = TypeVar("T")
 Connection = sqlite3.Connection
@@ -404,6 +415,38 @@ class SqliteStore:
 
         return await self._read(query)
 
+    async def get_registration(self, token: str) -> Registration | None:
+        def query(conn: Connection) -> Registration | None:
+            row = conn.execute(SELECT_REGISTRATION, (token,)).fetchone()
+            return None if row is None else _registration(row)
+
+        return await self._read(query)
+
+    async def registrations_of(self, client_id: str) -> tuple[Registration, ...]:
+        def query(conn: Connection) -> tuple[Registration, ...]:
+            return tuple(map(_registration, conn.execute(SELECT_REGISTRATIONS_OF, (client_id,))))
+
+        return await self._read(query)
+
+    async def get_session(self, client_id: str) -> str | None:
+        def query(conn: Connection) -> str | None:
+            row = conn.execute(SELECT_SESSION, (client_id,)).fetchone()
+            return None if row is None else str(row[0])
+
+        return await self._read(query)
+
+    async def queued_for(self, client_id: str) -> tuple[StoredNotification, ...]:
+        def query(conn: Connection) -> tuple[StoredNotification, ...]:
+            rows = conn.execute(SELECT_QUEUE_OF, (client_id,))
+            return tuple(StoredNotification(*row) for row in rows)
+
+        return await self._read(query)
+
+
+def _registration(row: tuple[Any, ...]) -> Registration:
+    token, client_id, app_id, created_at, active = row
+    return Registration(token, client_id, app_id, created_at, bool(active))
+
 
 def _connect(path: str) -> Connection:
     # isolation_level=None: the writer says BEGIN and COMMIT itself.
@@ -435,10 +478,7 @@ def _rollback(conn: Connection) -> None:
 def _load(conn: Connection) -> Snapshot:
     conn.execute("BEGIN")  # one read snapshot for the three queries
     try:
-        registrations = tuple(
-            Registration(token, client_id, app_id, created_at, bool(active))
-            for token, client_id, app_id, created_at, active in conn.execute(SELECT_REGISTRATIONS)
-        )
+        registrations = tuple(map(_registration, conn.execute(SELECT_REGISTRATIONS)))
         notifications = tuple(StoredNotification(*row) for row in conn.execute(SELECT_QUEUE))
         sessions = dict(conn.execute(SELECT_SESSIONS).fetchall())
     finally:
