@@ -266,3 +266,14 @@ def test_the_stack_floor_does_the_work_of_one_notification() -> None:
     parts = figures["h11_us"] + figures["wsproto_us"] + figures["codec_us"]
     assert figures["floor_us"] == pytest.approx(parts, abs=0.2)
     assert figures["ceiling_per_core_per_s"] == pytest.approx(1e6 / figures["floor_us"], rel=1e-2)
+
+
+@pytest.mark.parametrize("batch", [1, 64])
+def test_both_delivery_paths_deliver_every_notification_once(batch: int) -> None:
+    from bench import delivery
+
+    pushed = delivery.records(500)
+    for make in (delivery.core, delivery.hub):
+        run = make(pushed, batch)
+        assert run() == 500  # every one sent, acked and finished
+        assert run() == 500  # and all of them again: nothing was left behind
