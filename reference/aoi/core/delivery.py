@@ -88,6 +88,8 @@ class Stage(Enum):
     EXPIRED = "expired"
     CANCELLED = "cancelled"
 
+    __hash__ = object.__hash__  # members are singletons; Enum's own hash runs Python code
+
 
 class Input(Enum):
     SEND = "send"
@@ -97,6 +99,8 @@ class Input(Enum):
     APP_REGISTERED = "app_registered"
     CANCEL = "cancel"  # DELETE, collapse, unregistration
     EXPIRE = "expire"
+
+    __hash__ = object.__hash__
 
 
 PENDING = (Stage.QUEUED, Stage.IN_FLIGHT, Stage.NACKED)
@@ -114,6 +118,11 @@ TRANSITIONS: Mapping[tuple[Stage, Input], Stage] = {
     **{(stage, Input.CANCEL): Stage.CANCELLED for stage in PENDING},
     **{(stage, Input.EXPIRE): Stage.EXPIRED for stage in PENDING},
 }
+
+# The table by input, for the machinery below: one lookup per move.
+_AFTER = {what: {s: a for (s, w), a in TRANSITIONS.items() if w is what} for what in Input}
+_QUEUED, _IN_FLIGHT = Stage.QUEUED, Stage.IN_FLIGHT
+_SENT = TRANSITIONS[(_QUEUED, Input.SEND)]
 
 
 class CancelReason(StrEnum):
@@ -152,7 +161,7 @@ class _Entry(Generic[N]):
     def __init__(self, n: N, seq: int) -> None:
         self.n = n
         self.seq = seq  # acceptance order, and the expiry heap's tie-break
-        self.stage = Stage.QUEUED
+        self.stage = _QUEUED
 
 
 class Delivery(Generic[N]):
@@ -318,12 +327,13 @@ class Delivery(Generic[N]):
     # --- the machinery -------------------------------------------------------------------
 
     def _move(self, entry: _Entry[N], what: Input) -> None:
-        after = TRANSITIONS.get((entry.stage, what))
+        before = entry.stage
+        after = _AFTER[what].get(before)
         if after is None:
             return
-        if entry.stage is Stage.IN_FLIGHT:
+        if before is _IN_FLIGHT:
             self._in_flight -= 1
-        elif after is Stage.IN_FLIGHT:
+        elif after is _IN_FLIGHT:
             self._in_flight += 1
         entry.stage = after
 
@@ -369,12 +379,14 @@ class Delivery(Generic[N]):
         after :meth:`_expire_due` with the same time: nothing here has passed its TTL."""
         if self._connection is None:
             return
+        window = self.window
         for lane in self._lanes:
-            while lane and self._in_flight < self.window:
+            while lane and self._in_flight < window:
                 entry = lane.popleft()
-                if entry.stage is not Stage.QUEUED:
+                if entry.stage is not _QUEUED:
                     continue  # finished or set aside since it was queued
-                self._move(entry, Input.SEND)
+                entry.stage = _SENT
+                self._in_flight += 1
                 n = entry.n
                 events.append(
                     Notify(
@@ -383,5 +395,5 @@ class Delivery(Generic[N]):
                         collapse_key=n.collapse_key,
                     )
                 )  # fmt: skip
-            if self._in_flight >= self.window:
+            if self._in_flight >= window:
                 return
