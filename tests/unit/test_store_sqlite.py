@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 import pytest
 import trio
+from tests.unit.test_store_contract import notification, running
 
 from aoi.server.store import (
     Snapshot,
@@ -29,38 +30,11 @@ from aoi.server.store import sqlite as backend
 from aoi.server.store.sqlite import Synchronous
 
 T = TypeVar("T")
-TOKEN = "Zq3x9Kd0aB7cLmN2pQ4rS6"
-
-
-def notification(
-    id: str,
-    *,
-    token: str = TOKEN,
-    created_at: float = 1000.0,
-    ttl_s: int = 60,
-    collapse_key: str | None = None,
-    priority: str = "normal",
-) -> StoredNotification:
-    return StoredNotification(
-        id=id, token=token, client_id="device-1", app_id="com.example.chat",
-        payload='{"text":"hi"}', priority=priority, ttl_s=ttl_s, created_at=created_at,
-        expires_at=created_at + ttl_s, collapse_key=collapse_key, pushed_by="chat-backend",
-    )  # fmt: skip
 
 
 def with_store(path: Path, body: Callable[[SqliteStore], Awaitable[T]], **options: Any) -> T:
     """Run ``body`` against a running store on ``path``, then stop the store."""
-
-    async def main() -> T:
-        store = SqliteStore(path, **options)
-        with trio.fail_after(60):
-            async with trio.open_nursery() as nursery:
-                await nursery.start(store.run)
-                result = await body(store)
-                nursery.cancel_scope.cancel()
-        return result
-
-    return trio.run(main)
+    return running(lambda: SqliteStore(path, **options), body)  # type: ignore[arg-type]
 
 
 def load(path: Path) -> Snapshot:
