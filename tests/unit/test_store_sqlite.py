@@ -26,7 +26,7 @@ from aoi.server.store import (
     StoredNotification,
     StoreError,
 )
-from aoi.server.store import sqlite as backend
+from aoi.server.store import sqlite_schema as schema
 from aoi.server.store.sqlite import Synchronous
 
 T = TypeVar("T")
@@ -233,7 +233,7 @@ def test_schema_version_and_wal(tmp_path: Path) -> None:
     with_store(path, body)  # opening again migrates nothing
     conn = sqlite3.connect(path)
     try:
-        assert conn.execute("PRAGMA user_version").fetchone() == (backend.SCHEMA_VERSION,)
+        assert conn.execute("PRAGMA user_version").fetchone() == (schema.SCHEMA_VERSION,)
         assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
     finally:
         conn.close()
@@ -242,7 +242,7 @@ def test_schema_version_and_wal(tmp_path: Path) -> None:
 def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "aoi.db"
     conn = sqlite3.connect(path)
-    conn.execute(f"PRAGMA user_version = {backend.SCHEMA_VERSION + 1}")
+    conn.execute(f"PRAGMA user_version = {schema.SCHEMA_VERSION + 1}")
     conn.close()
 
     with pytest.raises(StoreError, match="newer"):
@@ -252,16 +252,16 @@ def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("query", "index"),
     [
-        (backend.SELECT_QUEUE, "notifications_queue"),
-        (backend.EXPIRE, "notifications_expiry"),
-        (backend.CANCEL_OF_TOKEN, "notifications_of_token"),
-        (backend.PURGE, "notifications_finished"),
-        (backend.FINISH, "sqlite_autoindex_notifications_1"),
-        (backend.SELECT_NOTIFICATION, "sqlite_autoindex_notifications_1"),
-        (backend.DEACTIVATE_REGISTRATION, "sqlite_autoindex_registrations_1"),
-        (backend.SELECT_QUEUE_OF, "notifications_queue"),
-        (backend.SELECT_REGISTRATION, "sqlite_autoindex_registrations_1"),
-        (backend.SELECT_SESSION, "sqlite_autoindex_sessions_1"),
+        (schema.SELECT_QUEUE, "notifications_queue"),
+        (schema.EXPIRE, "notifications_expiry"),
+        (schema.CANCEL_OF_TOKEN, "notifications_of_token"),
+        (schema.PURGE, "notifications_finished"),
+        (schema.FINISH, "sqlite_autoindex_notifications_1"),
+        (schema.SELECT_NOTIFICATION, "sqlite_autoindex_notifications_1"),
+        (schema.DEACTIVATE_REGISTRATION, "sqlite_autoindex_registrations_1"),
+        (schema.SELECT_QUEUE_OF, "notifications_queue"),
+        (schema.SELECT_REGISTRATION, "sqlite_autoindex_registrations_1"),
+        (schema.SELECT_SESSION, "sqlite_autoindex_sessions_1"),
     ],
     ids=[
         "load",
@@ -278,7 +278,7 @@ def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
 )
 def test_queries_use_their_index(tmp_path: Path, query: str, index: str) -> None:
     conn = sqlite3.connect(":memory:", isolation_level=None)
-    backend._migrate(conn)
+    schema.migrate(conn)
     params = [None] * query.count("?") if "?1" not in query else [None]
     plan = " ".join(row[-1] for row in conn.execute(f"EXPLAIN QUERY PLAN {query}", params))
     assert f"USING INDEX {index}" in plan or f"USING COVERING INDEX {index}" in plan, plan

@@ -30,6 +30,7 @@ from typing import Any, Generic, Literal, TypeVar
 
 import trio
 
+from . import sqlite_schema as schema
 from .base import (
     FINISHED,
     Registration,
@@ -40,98 +41,19 @@ from .base import (
     StoredNotification,
     StoreError,
 )
+from .sqlite_schema import (
+    CANCEL_OF_TOKEN,
+    DEACTIVATE_REGISTRATION,
+    EXPIRE,
+    FINISH,
+    INSERT_NOTIFICATION,
+    INSERT_REGISTRATION,
+    PURGE,
+    UPSERT_SESSION,
+    migrate,
+)
 
 Synchronous = Literal["full", "normal"]
-
-SCHEMA_VERSION = 1
-
-# _MIGRATIONS[v] takes a database from ``user_version`` v to v + 1. Append, never edit.
-_MIGRATIONS: tuple[str, ...] = (
-    """
-    CREATE TABLE registrations (
-        token TEXT PRIMARY KEY NOT NULL,
-        client_id TEXT NOT NULL,
-        app_id TEXT NOT NULL,
-        created_at REAL NOT NULL,
-        active INTEGER NOT NULL DEFAULT 1,
-        deactivated_at REAL
-    );
-    CREATE TABLE notifications (
-        id TEXT PRIMARY KEY NOT NULL,
-        token TEXT NOT NULL,
-        client_id TEXT NOT NULL,
-        app_id TEXT NOT NULL,
-        payload TEXT NOT NULL,
-        priority TEXT NOT NULL
-            CHECK (priority = 'high' OR priority = 'normal' OR priority = 'low'),
-        ttl_s INTEGER NOT NULL,
-        created_at REAL NOT NULL,
-        expires_at REAL NOT NULL,
-        collapse_key TEXT,
-        pushed_by TEXT NOT NULL,
-        status TEXT NOT NULL CHECK (
-            status = 'queued' OR status = 'delivered' OR status = 'expired' OR status = 'cancelled'
-        ),
-        status_at REAL
-    );
-    CREATE TABLE sessions (
-        client_id TEXT PRIMARY KEY NOT NULL,
-        session_id TEXT NOT NULL
-    );
-    -- The CHECKs are ORs: an IN list costs more than the rest of an insert, on every row.
-    -- Partial indexes: a queued row is in the first three, a finished one in the last only,
-    -- so each index stays the size of what its query looks at.
-    CREATE INDEX notifications_queue ON notifications (created_at) WHERE status = 'queued';
-    CREATE INDEX notifications_expiry ON notifications (expires_at) WHERE status = 'queued';
-    CREATE INDEX notifications_of_token ON notifications (token) WHERE status = 'queued';
-    CREATE INDEX notifications_finished ON notifications (status_at) WHERE status <> 'queued';
-    """,
-)
-
-_COLUMNS = (
-    "id, token, client_id, app_id, payload, priority, ttl_s, created_at, expires_at, "
-    "collapse_key, pushed_by, status, status_at"
-)  # in the order of StoredNotification's fields
-
-INSERT_NOTIFICATION = f"INSERT INTO notifications ({_COLUMNS}) VALUES ({', '.join('?' * 13)})"
-FINISH = "UPDATE notifications SET status = ?, status_at = ? WHERE id = ? AND status = 'queued'"
-INSERT_REGISTRATION = (
-    "INSERT INTO registrations (token, client_id, app_id, created_at, active) "
-    "VALUES (?, ?, ?, ?, ?)"
-)
-DEACTIVATE_REGISTRATION = (
-    "UPDATE registrations SET active = 0, deactivated_at = ? WHERE token = ? AND active = 1"
-)
-CANCEL_OF_TOKEN = (
-    "UPDATE notifications SET status = 'cancelled', status_at = ? "
-    "WHERE token = ? AND status = 'queued'"
-)
-UPSERT_SESSION = (
-    "INSERT INTO sessions (client_id, session_id) VALUES (?, ?) "
-    "ON CONFLICT (client_id) DO UPDATE SET session_id = excluded.session_id"
-)
-EXPIRE = (
-    "UPDATE notifications SET status = 'expired', status_at = ?1 "
-    "WHERE status = 'queued' AND expires_at < ?1 RETURNING id"
-)
-PURGE = "DELETE FROM notifications WHERE status <> 'queued' AND status_at < ?"
-SELECT_QUEUE = (
-    f"SELECT {_COLUMNS} FROM notifications WHERE status = 'queued' ORDER BY created_at, rowid"
-)
-SELECT_NOTIFICATION = f"SELECT {_COLUMNS} FROM notifications WHERE id = ?"
-SELECT_REGISTRATIONS = "SELECT token, client_id, app_id, created_at, active FROM registrations"
-SELECT_SESSIONS = "SELECT client_id, session_id FROM sessions"
-# One client's state, for servers sharing a store. Here a server owns its file and reads
-# everything once (load), so these scan instead of costing every write one more index.
-SELECT_QUEUE_OF = (
-    f"SELECT {_COLUMNS} FROM notifications WHERE status = 'queued' AND client_id = ? "
-    "ORDER BY created_at, rowid"
-)
-SELECT_REGISTRATION = f"{SELECT_REGISTRATIONS} WHERE token = ?"
-SELECT_REGISTRATIONS_OF = (
-    f"{SELECT_REGISTRATIONS} WHERE client_id = ? AND active = 1 ORDER BY created_at, rowid"
-)
-SELECT_SESSION = "SELECT session_id FROM sessions WHERE client_id = ?"
 
 T = TypeVar("T")
 Connection = sqlite3.Connection
@@ -257,7 +179,7 @@ class SqliteStore:
             writer.execute(f"PRAGMA synchronous = {self.synchronous.upper()}")
             # A burst must not leave a huge WAL file behind once it is checkpointed.
             writer.execute("PRAGMA journal_size_limit = 67108864")
-            _migrate(writer)
+            migrate(writer)
             reader = _connect(self.path)
             reader.execute("PRAGMA query_only = 1")
         except BaseException:
@@ -396,56 +318,33 @@ class SqliteStore:
 
     # --- reads ---------------------------------------------------------------------------
 
-    async def _read(self, query: Callable[[Connection], T]) -> T:
+    async def _read(self, query: Callable[..., T], *args: Any) -> T:
+        """``query(reader, *args)`` in a worker thread."""
         async with self._read_lock:
             if self._reader is None:
                 raise StoreClosed("the store is not running")
             try:
-                return await trio.to_thread.run_sync(query, self._reader)
+                return await trio.to_thread.run_sync(query, self._reader, *args)
             except sqlite3.Error as exc:
                 raise _store_error(exc) from exc
 
     async def load(self) -> Snapshot:
-        return await self._read(_load)
+        return await self._read(schema.load)
 
     async def get_notification(self, id: str) -> StoredNotification | None:
-        def query(conn: Connection) -> StoredNotification | None:
-            row = conn.execute(SELECT_NOTIFICATION, (id,)).fetchone()
-            return None if row is None else StoredNotification(*row)
-
-        return await self._read(query)
+        return await self._read(schema.notification, id)
 
     async def get_registration(self, token: str) -> Registration | None:
-        def query(conn: Connection) -> Registration | None:
-            row = conn.execute(SELECT_REGISTRATION, (token,)).fetchone()
-            return None if row is None else _registration(row)
-
-        return await self._read(query)
+        return await self._read(schema.registration, token)
 
     async def registrations_of(self, client_id: str) -> tuple[Registration, ...]:
-        def query(conn: Connection) -> tuple[Registration, ...]:
-            return tuple(map(_registration, conn.execute(SELECT_REGISTRATIONS_OF, (client_id,))))
-
-        return await self._read(query)
+        return await self._read(schema.registrations_of, client_id)
 
     async def get_session(self, client_id: str) -> str | None:
-        def query(conn: Connection) -> str | None:
-            row = conn.execute(SELECT_SESSION, (client_id,)).fetchone()
-            return None if row is None else str(row[0])
-
-        return await self._read(query)
+        return await self._read(schema.session, client_id)
 
     async def queued_for(self, client_id: str) -> tuple[StoredNotification, ...]:
-        def query(conn: Connection) -> tuple[StoredNotification, ...]:
-            rows = conn.execute(SELECT_QUEUE_OF, (client_id,))
-            return tuple(StoredNotification(*row) for row in rows)
-
-        return await self._read(query)
-
-
-def _registration(row: tuple[Any, ...]) -> Registration:
-    token, client_id, app_id, created_at, active = row
-    return Registration(token, client_id, app_id, created_at, bool(active))
+        return await self._read(schema.queued_for, client_id)
 
 
 def _connect(path: str) -> Connection:
@@ -455,35 +354,11 @@ def _connect(path: str) -> Connection:
     return conn
 
 
-def _migrate(conn: Connection) -> None:
-    (version,) = conn.execute("PRAGMA user_version").fetchone()
-    if version > SCHEMA_VERSION:
-        raise StoreError(
-            f"the database's schema version {version} is newer than this AOI Server's "
-            f"({SCHEMA_VERSION}): upgrade the server"
-        )
-    for v in range(version, SCHEMA_VERSION):
-        # One transaction per step: a crash mid-migration leaves the step undone, not half done.
-        step = _MIGRATIONS[v]
-        conn.executescript(f"BEGIN IMMEDIATE; {step} PRAGMA user_version = {v + 1}; COMMIT;")
-
-
 def _rollback(conn: Connection) -> None:
     # It may fail when SQLite already rolled back by itself (e.g. after SQLITE_FULL).
     with contextlib.suppress(sqlite3.Error):
         if conn.in_transaction:
             conn.execute("ROLLBACK")
-
-
-def _load(conn: Connection) -> Snapshot:
-    conn.execute("BEGIN")  # one read snapshot for the three queries
-    try:
-        registrations = tuple(map(_registration, conn.execute(SELECT_REGISTRATIONS)))
-        notifications = tuple(StoredNotification(*row) for row in conn.execute(SELECT_QUEUE))
-        sessions = dict(conn.execute(SELECT_SESSIONS).fetchall())
-    finally:
-        conn.execute("COMMIT")
-    return Snapshot(registrations, notifications, sessions)
 
 
 # Other constraint failures (a CHECK, a NOT NULL) are a bad record, not a conflict.
