@@ -75,7 +75,8 @@ def core(records: list[StoredNotification], batch: int) -> Callable[[], int]:
             for n in chunk:
                 for event in delivery.push(n, n.created_at):
                     ids.append(event.id)  # type: ignore[union-attr]  # all notifies here
-            done += len(delivery.ack(ids, chunk[-1].created_at))
+            for event in delivery.ack(ids, chunk[-1].created_at):
+                done += len(event.notifications)  # type: ignore[union-attr]  # one Delivered
         return done
 
     return run

@@ -36,7 +36,6 @@ class DeliveryRules(RuleBasedStateMachine):
         self.pushed: dict[str, Note] = {}
         self.seq: dict[str, int] = {}
         self.pending: set[str] = set()  # what the model says is not finished
-        self.finished: dict[str, str] = {}  # id -> the event that finished it
         self.connection = object()
         self.connected = False
         self.outstanding: set[str] = set()  # sent on this connection, neither acked nor nacked
@@ -47,10 +46,8 @@ class DeliveryRules(RuleBasedStateMachine):
     def take(self, events: list[Event[Note]], *, acked: frozenset[str] = frozenset()) -> None:
         """Check the events of one input and bring the model up to date."""
         notifies = [e for e in events if isinstance(e, Notify)]
-        for event in events:
-            if isinstance(event, Notify):
-                continue
-            n = event.notification
+        done = [(e, n) for e in events if not isinstance(e, Notify) for n in e.notifications]
+        for event, n in done:
             assert event.at == self.now
             assert n.id in self.pending, f"{n.id} finished twice or never pushed"
             if isinstance(event, Delivered):
@@ -58,7 +55,6 @@ class DeliveryRules(RuleBasedStateMachine):
             elif isinstance(event, Expired):
                 assert self.now > n.expires_at, f"{n.id} expired before its TTL passed"
             self.pending.discard(n.id)
-            self.finished[n.id] = type(event).__name__
             self.outstanding.discard(n.id)
             self.nacked.discard(n.id)
         if notifies:
@@ -114,9 +110,10 @@ class DeliveryRules(RuleBasedStateMachine):
         self.pending.add(id)
         events = self.delivery.push(n, self.now)
         replaced = {
-            e.notification.id
+            n.id
             for e in events
             if isinstance(e, Cancelled) and e.reason is CancelReason.REPLACED
+            for n in e.notifications
         }
         assert replaced == older - {i for i in older if self.now > self.pushed[i].expires_at}
         self.take(events)
@@ -157,7 +154,7 @@ class DeliveryRules(RuleBasedStateMachine):
         ids = data.draw(st.lists(st.sampled_from(known + extra), max_size=4))
         before = set(self.pending)
         events = self.delivery.ack(ids, self.now)
-        delivered = {e.notification.id for e in events if isinstance(e, Delivered)}
+        delivered = {n.id for e in events if isinstance(e, Delivered) for n in e.notifications}
         expired_now = {i for i in before if self.now > self.pushed[i].expires_at}
         assert delivered == (set(ids) & before) - expired_now, "acks of unknown ids change nothing"
         self.take(events, acked=frozenset(ids))
@@ -183,7 +180,7 @@ class DeliveryRules(RuleBasedStateMachine):
         id = data.draw(st.sampled_from(sorted(self.pushed)))
         live = id in self.pending and self.now <= self.pushed[id].expires_at
         events = self.delivery.cancel(id, self.now)
-        cancelled = [e.notification.id for e in events if isinstance(e, Cancelled)]
+        cancelled = [n.id for e in events if isinstance(e, Cancelled) for n in e.notifications]
         assert cancelled == ([id] if live else [])
         self.take(events)
 
@@ -192,7 +189,7 @@ class DeliveryRules(RuleBasedStateMachine):
         events = self.delivery.unregistered(token, self.now)
         for event in events:
             if isinstance(event, Cancelled):
-                assert event.notification.token == token
+                assert {n.token for n in event.notifications} == {token}
         self.take(events)
         assert not any(self.pushed[i].token == token for i in self.pending)
 

@@ -7,7 +7,8 @@ client acked or nacked, an app registered again, a server app cancelled, a token
 unregistered, time passed (:meth:`~Delivery.tick` at :meth:`~Delivery.deadline`). Each call
 returns what the owner must do: the ``notify`` messages to send on the connection, in order,
 and the notifications that reached their final status (:class:`Delivered`,
-:class:`Expired`, :class:`Cancelled`), to record. Nothing here does I/O or reads a clock.
+:class:`Expired`, :class:`Cancelled`, each for all those one input finished alike), to
+record. Nothing here does I/O or reads a clock.
 
 The rules (docs/protocol.md 2.8, 3.5, 3.6), each notification moving through
 :data:`TRANSITIONS`:
@@ -131,21 +132,24 @@ class CancelReason(StrEnum):
     UNREGISTERED = "unregistered"  # its token was unregistered
 
 
+# One status event for all that one input finished alike: an ack of 64 ids, one Delivered.
+
+
 @dataclass(frozen=True, slots=True)
 class Delivered(Generic[N]):
-    notification: N
+    notifications: tuple[N, ...]
     at: float
 
 
 @dataclass(frozen=True, slots=True)
 class Expired(Generic[N]):
-    notification: N
+    notifications: tuple[N, ...]
     at: float
 
 
 @dataclass(frozen=True, slots=True)
 class Cancelled(Generic[N]):
-    notification: N
+    notifications: tuple[N, ...]
     at: float
     reason: CancelReason
 
@@ -198,9 +202,10 @@ class Delivery(Generic[N]):
         if n.collapse_key is not None:
             older = self._by_key.get((n.token, n.collapse_key))
             if older is not None:
-                events.append(self._cancel(older, now, CancelReason.REPLACED))
+                self._finish(older, Input.CANCEL)
+                events.append(Cancelled((older.n,), now, CancelReason.REPLACED))
         if n.expires_at < now:
-            events.append(Expired(n, now))
+            events.append(Expired((n,), now))
             return events
         entry = _Entry(n, self._seq)
         self._seq += 1
@@ -233,11 +238,14 @@ class Delivery(Generic[N]):
         """The client acked ``ids``: those pending are delivered, the rest ignored."""
         events = self._expire_due(now)
         pending = self._pending
+        delivered = []
         for notification_id in ids:
             entry = pending.get(notification_id)
             if entry is not None:
                 self._finish(entry, Input.ACK)
-                events.append(Delivered(entry.n, now))
+                delivered.append(entry.n)
+        if delivered:
+            events.append(Delivered(tuple(delivered), now))
         self._fill(events)
         return events
 
@@ -269,15 +277,19 @@ class Delivery(Generic[N]):
         events = self._expire_due(now)
         entry = self._pending.get(notification_id)
         if entry is not None:
-            events.append(self._cancel(entry, now, CancelReason.REQUESTED))
+            self._finish(entry, Input.CANCEL)
+            events.append(Cancelled((entry.n,), now, CancelReason.REQUESTED))
             self._fill(events)
         return events
 
     def unregistered(self, token: str, now: float) -> list[Event[N]]:
         """``token`` was unregistered: its pending notifications are cancelled."""
         events = self._expire_due(now)
-        for entry in [e for e in self._pending.values() if e.n.token == token]:
-            events.append(self._cancel(entry, now, CancelReason.UNREGISTERED))
+        of_token = [e for e in self._pending.values() if e.n.token == token]
+        for entry in of_token:
+            self._finish(entry, Input.CANCEL)
+        if of_token:
+            events.append(Cancelled(tuple(e.n for e in of_token), now, CancelReason.UNREGISTERED))
         self._fill(events)
         return events
 
@@ -308,21 +320,12 @@ class Delivery(Generic[N]):
         return None if entry is None else entry.n.id
 
     @property
-    def connection(self) -> object | None:
-        return self._connection
-
-    @property
     def in_flight(self) -> int:
         return self._in_flight
 
     def __len__(self) -> int:
         """Pending notifications (queued, in flight or set aside)."""
         return len(self._pending)
-
-    def has_work(self) -> bool:
-        """Whether an input could send something now: a connection, room in the window and
-        something queued (cheap, and true also when the queue holds only finished ones)."""
-        return self._connection is not None and self._in_flight < self.window and any(self._lanes)
 
     # --- the machinery -------------------------------------------------------------------
 
@@ -348,19 +351,15 @@ class Delivery(Generic[N]):
             self._expiry = [(e.n.expires_at, e.seq, e) for e in self._pending.values()]
             heapq.heapify(self._expiry)
 
-    def _cancel(self, entry: _Entry[N], now: float, reason: CancelReason) -> Cancelled[N]:
-        self._finish(entry, Input.CANCEL)
-        return Cancelled(entry.n, now, reason)
-
     def _expire_due(self, now: float) -> list[Event[N]]:
-        events: list[Event[N]] = []
+        expired = []
         # self._expiry each time round: finishing an entry may compact the heap.
         while self._expiry and self._expiry[0][0] < now:
             entry = heapq.heappop(self._expiry)[2]
             if entry.stage in PENDING:
                 self._finish(entry, Input.EXPIRE)
-                events.append(Expired(entry.n, now))
-        return events
+                expired.append(entry.n)
+        return [Expired(tuple(expired), now)] if expired else []
 
     def _requeue(self) -> None:
         for entry in self._pending.values():
