@@ -1,5 +1,5 @@
 """The SQLite store on real files: group commit, failures, its file, crashes. What every
-store does is in test_store_contract.py."""
+store does is in tests/store/test_store_contract.py."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 import pytest
 import trio
-from tests.unit.test_store_contract import notification, running
+from tests.store.test_store_contract import notification, running
 
 from aoi.server.store import (
     Snapshot,

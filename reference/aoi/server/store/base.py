@@ -8,7 +8,7 @@ them into RFC 3339 at the wire.
 
 :class:`Store` is written against SQLite (:mod:`.sqlite`) but names nothing of it, so that a
 second backend (Redis, say) can stand in without the server noticing; what it promises is
-checked for every backend by one contract suite (``tests/unit/test_store_contract.py``).
+checked for every backend by one contract suite (``tests/store/test_store_contract.py``).
 It has two ways to read the server's state back: :meth:`Store.load`, everything at once,
 for a server that owns its store alone, and the reads of one client's registrations,
 session and queue, for servers that share one store and take a client's state when it

@@ -1,9 +1,10 @@
 """What every notification store promises the AOI Server, run against every backend.
 
-A backend joins by adding itself to :data:`BACKENDS`: a function that, given a fresh
-directory for one test, returns a new (not yet running) store on that test's data; called
-again with the same directory, a new store object on the same data, as after a restart.
-What one backend alone does (SQLite's group commit, its file) is tested beside it.
+A backend joins by adding itself to :data:`BACKENDS`: a function that is given the test's
+pytest request (to take fixtures, a running server say) and a fresh directory of its own,
+and returns a maker of new, not yet running, store objects on that test's data, all on the
+same data (a second one is the store after a restart). What one backend alone does
+(SQLite's group commit, its file) is tested beside it.
 """
 
 from __future__ import annotations
@@ -27,11 +28,14 @@ from aoi.server.store import (
 )
 
 T = TypeVar("T")
-Backend = Callable[[Path], Store]
+StoreMaker = Callable[[], Store]
 
-BACKENDS: dict[str, Backend] = {
-    "sqlite": lambda place: SqliteStore(place / "aoi.db"),
-}
+
+def sqlite(request: pytest.FixtureRequest, place: Path) -> StoreMaker:
+    return lambda: SqliteStore(place / "aoi.db")
+
+
+BACKENDS: dict[str, Callable[[pytest.FixtureRequest, Path], StoreMaker]] = {"sqlite": sqlite}
 
 TOKEN = "Zq3x9Kd0aB7cLmN2pQ4rS6"
 OTHER_TOKEN = "Yp2w8Jc9zA6bKlM1oP3qR5"
@@ -59,12 +63,11 @@ def notification(
 
 
 @pytest.fixture(params=sorted(BACKENDS))
-def new_store(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], Store]:
-    backend = BACKENDS[request.param]
-    return lambda: backend(tmp_path)
+def new_store(request: pytest.FixtureRequest, tmp_path: Path) -> StoreMaker:
+    return BACKENDS[request.param](request, tmp_path)
 
 
-def running(new_store: Callable[[], Store], body: Callable[[Store], Awaitable[T]]) -> T:
+def running(new_store: StoreMaker, body: Callable[[Store], Awaitable[T]]) -> T:
     """``body`` against a new running store, which is stopped afterwards."""
 
     async def main() -> T:
@@ -82,7 +85,7 @@ def running(new_store: Callable[[], Store], body: Callable[[Store], Awaitable[T]
 # --- registrations and sessions ----------------------------------------------------------
 
 
-def test_registrations_and_sessions_read_back(new_store: Callable[[], Store]) -> None:
+def test_registrations_and_sessions_read_back(new_store: StoreMaker) -> None:
     async def body(store: Store) -> None:
         for reg in (CHAT, MAIL, ELSEWHERE):
             await store.add_registration(reg)
@@ -109,7 +112,7 @@ def test_registrations_and_sessions_read_back(new_store: Callable[[], Store]) ->
     running(new_store, body)
 
 
-def test_a_token_or_id_used_twice_is_a_conflict(new_store: Callable[[], Store]) -> None:
+def test_a_token_or_id_used_twice_is_a_conflict(new_store: StoreMaker) -> None:
     async def body(store: Store) -> None:
         await store.add_registration(CHAT)
         with pytest.raises(StoreConflict):
@@ -127,7 +130,7 @@ def test_a_token_or_id_used_twice_is_a_conflict(new_store: Callable[[], Store]) 
 # --- notifications -----------------------------------------------------------------------
 
 
-def test_notifications_read_back_and_finish_once(new_store: Callable[[], Store]) -> None:
+def test_notifications_read_back_and_finish_once(new_store: StoreMaker) -> None:
     first = notification("n-1")
     high = notification("n-2", created_at=1001, priority="high", collapse_key="score")
 
@@ -157,7 +160,7 @@ def test_notifications_read_back_and_finish_once(new_store: Callable[[], Store])
 
 
 def test_unregistering_cancels_the_tokens_queued_notifications(
-    new_store: Callable[[], Store],
+    new_store: StoreMaker,
 ) -> None:
     async def body(store: Store) -> None:
         await store.add_registration(CHAT)
@@ -177,7 +180,7 @@ def test_unregistering_cancels_the_tokens_queued_notifications(
     running(new_store, body)
 
 
-def test_a_collapse_replacement_is_atomic(new_store: Callable[[], Store]) -> None:
+def test_a_collapse_replacement_is_atomic(new_store: StoreMaker) -> None:
     older = notification("n-1", collapse_key="score")
     newer = notification("n-2", created_at=1010, collapse_key="score")
     clash = notification("n-2", created_at=1020, collapse_key="score")  # id already taken
@@ -197,7 +200,7 @@ def test_a_collapse_replacement_is_atomic(new_store: Callable[[], Store]) -> Non
     running(new_store, body)
 
 
-def test_queues_come_back_in_order_of_acceptance(new_store: Callable[[], Store]) -> None:
+def test_queues_come_back_in_order_of_acceptance(new_store: StoreMaker) -> None:
     created = {"c": 3.0, "a": 1.0, "tie-1": 2.0, "tie-2": 2.0, "b": 1.5, "tie-0": 2.0}
 
     async def body(store: Store) -> tuple[list[str], list[str], list[str]]:
@@ -222,7 +225,7 @@ def test_queues_come_back_in_order_of_acceptance(new_store: Callable[[], Store])
 
 
 def test_expire_finishes_only_queued_notifications_past_their_ttl(
-    new_store: Callable[[], Store],
+    new_store: StoreMaker,
 ) -> None:
     async def body(store: Store) -> None:
         await store.add_notification(notification("past", created_at=1000, ttl_s=10))
@@ -245,7 +248,7 @@ def test_expire_finishes_only_queued_notifications_past_their_ttl(
     running(new_store, body)
 
 
-def test_purge_deletes_only_old_finished_notifications(new_store: Callable[[], Store]) -> None:
+def test_purge_deletes_only_old_finished_notifications(new_store: StoreMaker) -> None:
     async def body(store: Store) -> None:
         for id in ("old-delivered", "old-cancelled", "old-expired", "recent", "queued"):
             await store.add_notification(notification(id, created_at=1000, ttl_s=3600))
@@ -268,7 +271,7 @@ def test_purge_deletes_only_old_finished_notifications(new_store: Callable[[], S
 # --- durability and lifecycle ------------------------------------------------------------
 
 
-def test_every_returned_write_survives_a_restart(new_store: Callable[[], Store]) -> None:
+def test_every_returned_write_survives_a_restart(new_store: StoreMaker) -> None:
     stored = [notification(f"n-{i}", created_at=1000 + i) for i in range(200)]
 
     async def write(store: Store) -> None:
@@ -294,7 +297,7 @@ def test_every_returned_write_survives_a_restart(new_store: Callable[[], Store])
     running(new_store, read)
 
 
-def test_a_store_not_running_refuses_calls(new_store: Callable[[], Store]) -> None:
+def test_a_store_not_running_refuses_calls(new_store: StoreMaker) -> None:
     async def main() -> None:
         store = new_store()
         with pytest.raises(StoreClosed):
