@@ -12,6 +12,7 @@ from typing import Any
 
 import trio
 
+from aoi.cli import command_parser
 from aoi.net.client import HandshakeError, connect
 from aoi.net.websocket import ConnectionClosed, WebSocket
 
@@ -19,16 +20,36 @@ DEFAULT_CLIENT = "ws://127.0.0.1:7700/"
 SUBPROTOCOL = "aoi-app.v1"
 
 
+DESCRIPTION = """\
+A demo app: registers with the AOI Client over AOI-1, then prints, one JSON object a line,
+its registration and every notification (which it acknowledges) and status event, so the
+system can be tried by hand. Exits 1 if the AOI Client cannot be reached or closes the
+connection.
+"""
+
+
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="aoi app", description=__doc__)
-    p.add_argument("--app-id", required=True)
-    p.add_argument("--client", default=DEFAULT_CLIENT, help="the AOI Client's AOI-1 URL")
-    p.add_argument("--provider", help="the AOI Service Provider to use (default: the client's)")
+    p = command_parser("aoi app", DESCRIPTION)
+    p.add_argument(
+        "--app-id", required=True, metavar="APP_ID", help="the app's id, e.g. com.example.chat"
+    )
+    p.add_argument(
+        "--client",
+        default=DEFAULT_CLIENT,
+        metavar="URL",
+        help=f"the AOI Client's AOI-1 URL (default {DEFAULT_CLIENT})",
+    )
+    p.add_argument(
+        "--provider",
+        metavar="NAME",
+        help="the AOI Service Provider to use (default: the client's first)",
+    )
     p.add_argument(
         "--count",
         type=int,
         default=0,
-        help="exit after this many notifications (0: run until interrupted)",
+        metavar="N",
+        help="exit after this many notifications (0, the default: run until interrupted)",
     )
     p.add_argument("--unregister", action="store_true", help="unregister the app, then exit")
     p.add_argument("--no-ack", action="store_true", help="do not acknowledge notifications")

@@ -4,12 +4,21 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 import time
 from typing import Any, TextIO
 
 _FIELDS = "aoi_fields"
 _STANDARD = {*vars(logging.makeLogRecord({})), "message", "asctime", _FIELDS}
+
+
+def error_text(exc: BaseException) -> str:
+    """What went wrong, in words, for a log field or a message: an OSError's own text,
+    else the exception's message, without an ``[Errno N]``, else its type's name."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror if exc.filename is None else f"{exc.filename}: {exc.strerror}"
+    return re.sub(r"^\[Errno -?\d+\] ", "", str(exc)) or type(exc).__name__  # wrapped ones too
 
 
 class JsonFormatter(logging.Formatter):

@@ -1,24 +1,29 @@
-"""``aoi server``: run the reference AOI Server; ``aoi server drain``: switch drain mode."""
+"""``aoi server``: run the reference AOI Server until a signal stops it."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import signal
+import sqlite3
 import ssl
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import httpx
 import trio
 
 from aoi import logs
+from aoi.cli import command_parser, leaves, listen_problem
 from aoi.core.policy import PolicyError
 
-from .app import Server, write_ready_file
-from .config import ConfigError, load_config
+from .config import ConfigError, ServerSettings, load_config
 from .store import StoreError
+
+if TYPE_CHECKING:
+    from .app import Server
 
 log = logging.getLogger("aoi.server")
 
@@ -30,49 +35,51 @@ Configuration comes from the TOML file (see docs/operations.md) and the flags be
 override it. Signals: SIGTERM/SIGINT shut down gracefully (sessions get bye, the store
 commits what it holds); SIGUSR1 switches drain mode (new sessions refused as overloaded,
 established ones served).
+
+aoi server drain --admin URL [--off] switches drain mode of a running server from its own
+host (aoi server drain --help).
 """
+LEVELS = ("debug", "info", "warning", "error")
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="aoi server",
-        description=DESCRIPTION,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("--config", type=Path, help="TOML configuration file")
-    p.add_argument("--listen", help="HOST:PORT to listen on (port 0: any free port)")
-    p.add_argument("--id", help="server id, as in welcome and the policy")
-    p.add_argument("--db", type=Path, help="SQLite store file")
-    p.add_argument("--tls-cert", type=Path, help="PEM certificate chain (enables TLS)")
-    p.add_argument("--tls-key", type=Path, help="PEM private key")
+    p = command_parser("aoi server", DESCRIPTION)
+    p.add_argument("--config", type=Path, metavar="FILE", help="TOML configuration file")
     p.add_argument(
-        "--max-sessions", type=int, help="sessions above which hellos are refused as overloaded"
+        "--listen", metavar="HOST:PORT", help="address to listen on (port 0: any free port)"
     )
-    p.add_argument("--policy", type=Path, help="policy document served at /v1/provisioning")
+    p.add_argument("--id", metavar="ID", help="server id, as in welcome and the policy")
+    p.add_argument("--db", type=Path, metavar="PATH", help="SQLite store file")
     p.add_argument(
-        "--ready-file", type=Path, help="write the listening URLs here (JSON) once ready"
+        "--tls-cert", type=Path, metavar="PEM", help="PEM certificate chain (enables TLS)"
     )
-    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
-    return p
-
-
-def drain_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="aoi server drain",
-        description="Put a running server into drain mode (or take it out with --off), "
-        "from the server's own host.",
+    p.add_argument("--tls-key", type=Path, metavar="PEM", help="PEM private key of --tls-cert")
+    p.add_argument(
+        "--max-sessions",
+        type=int,
+        metavar="N",
+        help="sessions at which new hellos are refused as overloaded",
     )
     p.add_argument(
-        "--admin", required=True, help="the server's base URL, e.g. http://127.0.0.1:8080"
+        "--policy", type=Path, metavar="PATH", help="policy document served at /v1/provisioning"
     )
-    p.add_argument("--off", action="store_true", help="leave drain mode")
-    p.add_argument("--ca-file", help="extra trusted CA (PEM) when the server speaks TLS")
+    p.add_argument(
+        "--ready-file",
+        type=Path,
+        metavar="PATH",
+        help="write the listening URLs here (JSON) once ready",
+    )
+    p.add_argument(
+        "--log-level",
+        default="info",
+        choices=LEVELS,
+        metavar="LEVEL",
+        help="lowest level logged: debug, info (default), warning or error",
+    )
     return p
 
 
 def main(argv: Sequence[str]) -> int:
-    if argv and argv[0] == "drain":
-        return drain(drain_parser().parse_args(argv[1:]))
     args = parser().parse_args(argv)
     logs.setup(args.log_level)
     overrides = {
@@ -82,21 +89,33 @@ def main(argv: Sequence[str]) -> int:
     }
     try:
         config = load_config(args.config, overrides)
-        server = Server(config)
-    except (ConfigError, PolicyError, OSError, ValueError) as exc:
+    except ConfigError as exc:
         print(f"aoi server: {exc}", file=sys.stderr)
+        return 2
+    from .app import Server  # not before: --help and a mistake in the file answer at once
+
+    try:
+        server = Server(config)
+    except (PolicyError, OSError, ValueError) as exc:  # the policy document is read here
+        problem = f"not JSON ({exc})" if isinstance(exc, json.JSONDecodeError) else str(exc)
+        print(f"aoi server: {config.server.policy}: {problem}", file=sys.stderr)
         return 2
     failures: list[BaseException] = []
     try:
         trio.run(serve, server, args.ready_file)
-    except* (OSError, ssl.SSLError, StoreError) as group:  # port taken, bad key, bad store
-        failures.extend(_leaves(group))
+    except* (OSError, StoreError, sqlite3.Error) as group:  # port taken, bad key, bad store
+        failures.extend(leaves(group))
     for failure in failures:
-        print(f"aoi server: {failure}", file=sys.stderr)
-    return 1 if failures else 0
+        print(f"aoi server: {_explain(failure, config.server)}", file=sys.stderr)
+    if failures:
+        return 1
+    log.info("stopped")
+    return 0
 
 
 async def serve(server: Server, ready_file: Path | None) -> None:
+    from .app import write_ready_file
+
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGUSR1) as signals:
         async with trio.open_nursery() as nursery:
             here = await nursery.start(server.run)
@@ -106,28 +125,36 @@ async def serve(server: Server, ready_file: Path | None) -> None:
                 if signum == signal.SIGUSR1:
                     server.set_draining(not server.load.draining)
                     continue
-                log.info("shutting down")
+                log.info(
+                    "shutting_down",
+                    extra={
+                        "signal": signal.Signals(signum).name,
+                        "sessions": server.hub.established,
+                    },
+                )
                 await server.shutdown()
                 nursery.cancel_scope.cancel()
                 break
 
 
-def _leaves(exc: BaseException) -> list[BaseException]:
-    if isinstance(exc, BaseExceptionGroup):
-        return [leaf for inner in exc.exceptions for leaf in _leaves(inner)]
-    return [exc]
+def _explain(failure: BaseException, settings: ServerSettings) -> str:
+    """One line that names what to fix: the address, the file, the store."""
+    if isinstance(failure, ssl.SSLError) and settings.tls_cert is not None:
+        return _tls_problem(settings.tls_cert, settings.tls_key or settings.tls_cert)
+    if isinstance(failure, OSError) and failure.filename is None:  # from the listener
+        return listen_problem(failure, *settings.listen)
+    if isinstance(failure, OSError):
+        return f"{failure.filename}: {failure.strerror}"
+    if isinstance(failure, StoreError | sqlite3.Error):
+        return f"the store {settings.db}: {failure}"
+    return str(failure)
 
 
-def drain(args: argparse.Namespace) -> int:
-    context = ssl.create_default_context()
-    if args.ca_file:
-        context.load_verify_locations(args.ca_file)
+def _tls_problem(cert: Path, key: Path) -> str:
+    """Which of the certificate and the key could not be loaded, and why."""
+    probe = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     try:
-        response = httpx.post(
-            args.admin.rstrip("/") + "/v1/admin/drain", json={"drain": not args.off}, verify=context
-        )
-    except httpx.HTTPError as exc:
-        print(f"aoi server drain: {exc}", file=sys.stderr)
-        return 1
-    print(response.text)
-    return 0 if response.status_code == 200 else 1
+        probe.load_verify_locations(cafile=cert)
+    except ssl.SSLError:
+        return f"{cert}: no PEM certificate in it (tls_cert)"
+    return f"{key}: not a PEM private key of the certificate in {cert} (tls_key)"
