@@ -116,10 +116,11 @@ def test_policy_change_moves_apps(tmp_path: Path) -> None:
 
 
 def test_apps_wait_for_a_first_policy(tmp_path: Path) -> None:
+    """A provisioning endpoint that is only busy at start (5xx) does not stop the client."""
     a = FakeServer("a")
     url = "https://op.example/v1/provisioning"
     answers: list[Fetched | Exception] = [
-        OSError("unreachable"),
+        Fetched(503, {}, b""),
         Fetched(503, {"Retry-After": "30"}, b""),
     ]
 

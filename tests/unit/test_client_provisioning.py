@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 import trio
+import trio.testing
 
 from aoi.client.config import ProviderConfig
 from aoi.client.provisioning import Fetched, Provisioner, http_fetch
@@ -158,3 +159,37 @@ def test_over_http(tmp_path: Path) -> None:
             nursery.cancel_scope.cancel()
 
     trio.run(main)
+
+
+async def _never(url: str, headers: Mapping[str, str]) -> Fetched:
+    await trio.sleep_forever()
+    raise AssertionError
+
+
+@pytest.mark.parametrize(
+    ("answer", "lasting", "failure"),
+    [
+        (OSError("unreachable"), True, f"cannot reach {URL}: unreachable"),
+        (Fetched(401, {}, b'{"error": "unauthorized", "detail": "who?"}'), True,
+         f"{URL} refused the credentials of client_id 'dev-1' (401): an unknown client or a "
+         "wrong credential"),
+        (Fetched(404, {}, b'{"error": "not_found", "detail": "no policy here"}'), True,
+         f"{URL} answered 404 not_found: no policy here"),
+        (ok({"provider": "op.example"}), True, f"the policy from {URL} is refused: "),
+        (Fetched(503, {"Retry-After": "30"}, b""), False, f"{URL} answered 503"),
+        (_never, True, f"no answer from {URL} within 5 s"),
+    ],
+)  # fmt: skip
+def test_the_first_fetch_says_whether_to_stop(
+    tmp_path: Path, answer: Any, lasting: bool, failure: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Without a policy, a failure waiting will not mend is left for the start to stop on (and
+    not logged); a passing one (5xx) is logged and retried."""
+    fetch = answer if callable(answer) else Answers(answer)
+    p = provisioner(State(tmp_path), fetch, [])
+    with caplog.at_level(logging.INFO, "aoi.client.provisioning"):
+        delay = trio.run(p.first, 5.0, clock=trio.testing.MockClock(autojump_threshold=0))
+    assert p.policy is None and p.lasting is lasting and p.failure is not None
+    assert p.failure.startswith(failure)
+    assert bool(caplog.records) is not lasting
+    assert delay >= (30 if not lasting else 0.5)

@@ -108,7 +108,6 @@ class AppInterface:
         async with trio.open_nursery() as nursery:
             listeners = await nursery.start(server.serve, host, port)
             bound: Any = listeners[0].socket.getsockname()
-            _log.info("aoi1_listening", host=host, port=bound[1])
             task_status.started(int(bound[1]))
 
     async def _http(self, request: Request) -> Response:

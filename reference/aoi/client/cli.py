@@ -5,20 +5,27 @@ from __future__ import annotations
 import signal
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import trio
 
-from aoi import logs as log
+from aoi import logs
+from aoi.cli import CommandError, leaves
 
 from .config import ConfigError, load
-from .daemon import Daemon
+
+if TYPE_CHECKING:
+    from .daemon import Daemon
+
+log = logs.EventLog("aoi.client")
 
 
 async def _serve(daemon: Daemon) -> None:
     async with trio.open_nursery() as nursery:
         await nursery.start(daemon.run)
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-            async for _ in signals:
+            async for signum in signals:
+                log.info("shutting_down", signal=signal.Signals(signum).name)
                 break
         await daemon.stop()
         nursery.cancel_scope.cancel()
@@ -30,19 +37,21 @@ def main(argv: Sequence[str]) -> int:
     except ConfigError as exc:
         print(f"aoi client: {exc}", file=sys.stderr)
         return 2
-    log.setup(config.log_level)
+    from .daemon import CannotStart, Daemon  # not before: --help and mistakes answer at once
+
     try:
-        trio.run(_serve, Daemon(config))
-    except (OSError, BaseExceptionGroup) as exc:
-        failures = exc.split(OSError)[0] if isinstance(exc, BaseExceptionGroup) else exc
-        if failures is None:
-            raise
-        print(f"aoi client: {_first(failures)}", file=sys.stderr)
+        daemon = Daemon(config)
+    except CommandError as exc:  # an unusable ca_file
+        print(f"aoi client: {exc}", file=sys.stderr)
+        return 2
+    logs.setup(config.log_level)
+    failures: list[BaseException] = []
+    try:
+        trio.run(_serve, daemon)
+    except* (CannotStart, OSError) as group:  # no policy to start with, AOI-1 port in use
+        failures.append(leaves(group)[0])
+    if failures:
+        print(f"aoi client: {failures[0]}", file=sys.stderr)
         return 1
+    log.info("stopped")
     return 0
-
-
-def _first(exc: BaseException) -> BaseException:
-    while isinstance(exc, BaseExceptionGroup):
-        exc = exc.exceptions[0]
-    return exc

@@ -28,11 +28,28 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from aoi.cli import CommandError, command_parser, http_url
+
 DEFAULT_APP_PORT = 7700
 
 
+CLIENT_KEYS = (
+    "client_id", "credential", "app_listen", "state_dir", "ca_file", "log_level",
+    "welcome_timeout_s", "request_timeout_s", "provisioning_refresh_s",
+)  # fmt: skip
+PROVIDER_KEYS = ("name", "provisioning_url", "policy_file", "client_id", "credential")
+TIMERS = ("welcome_timeout_s", "request_timeout_s", "provisioning_refresh_s")
+LEVELS = ("debug", "info", "warning", "error")
+TABLES = ("client", "providers")
+
+
 class ConfigError(ValueError):
-    """The configuration cannot be used; the message says why."""
+    """The configuration cannot be used; ``problems`` says why, each at its place
+    (``client.app_listen``, ``providers[1].policy_file``, ``--provisioning-url``)."""
+
+    def __init__(self, problems: str | list[str]) -> None:
+        self.problems = (problems,) if isinstance(problems, str) else tuple(problems)
+        super().__init__("invalid configuration: " + "; ".join(self.problems))
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,11 +109,13 @@ def loopback_listen(text: str) -> tuple[str, int]:
         port = int(port_text)
         loopback = ipaddress.ip_address(host).is_loopback
     except ValueError:
-        raise ConfigError(f"app_listen {text!r} is not HOST:PORT with an IP address") from None
+        raise ConfigError(
+            f"client.app_listen: {text!r} is not HOST:PORT of an IP address"
+        ) from None
     if not loopback:
-        raise ConfigError(f"app_listen {text!r}: AOI-1 listens on loopback addresses only")
+        raise ConfigError(f"client.app_listen: {text!r}: AOI-1 listens on loopback addresses only")
     if not 0 <= port <= 65535:
-        raise ConfigError(f"app_listen {text!r}: port out of range")
+        raise ConfigError(f"client.app_listen: {text!r}: port out of range")
     return host, port
 
 
@@ -119,43 +138,110 @@ class _ProviderAction(argparse.Action):
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="aoi client", description="Run the reference AOI Client.")
-    p.add_argument("--config", type=Path, help="TOML configuration file")
+    p = command_parser(
+        "aoi client",
+        "Run the reference AOI Client: fetch each provider's policy (AOI-P), hold the AOI-2\n"
+        "sessions it calls for and serve apps on loopback (AOI-1), until SIGTERM or SIGINT.\n"
+        "Flags override the TOML file. Exit status: 0 after a signal, 2 for an invalid\n"
+        "configuration, 1 when it cannot start (no policy to start with, AOI-1 port in use).",
+    )
+    p.add_argument("--config", type=Path, metavar="FILE", help="TOML configuration file")
     p.add_argument(
         "--provisioning-url",
         action=_ProviderAction,
         dest="providers",
         metavar="URL",
-        help="an AOI Service Provider's provisioning URL (repeatable)",
+        help="an AOI Service Provider's provisioning URL (repeatable; replaces [[providers]])",
     )
     p.add_argument(
         "--policy-file",
         action=_ProviderAction,
         dest="providers",
         metavar="PATH",
-        help="a policy document file, instead of provisioning",
+        help="a policy document file, instead of provisioning (repeatable)",
     )
-    p.add_argument("--client-id")
-    p.add_argument("--credential")
-    p.add_argument("--app-port", type=int, help="AOI-1 port on 127.0.0.1 (0: a free port)")
-    p.add_argument("--state-dir", type=Path)
-    p.add_argument("--ca-file", type=Path, help="extra trusted CA (PEM) for wss and https")
+    p.add_argument("--client-id", metavar="ID", help="the client's identity (client.client_id)")
     p.add_argument(
-        "--ready-file", type=Path, help='write {"app_url": ...} here once the AOI-1 listener is up'
+        "--credential",
+        metavar="SECRET",
+        help="the client's credential (client.credential); others can read command lines",
     )
-    p.add_argument("--seed", type=int, help="seed of the random choices (tests)")
-    p.add_argument("--log-level", default=None, choices=["debug", "info", "warning", "error"])
+    p.add_argument(
+        "--app-port", type=int, metavar="PORT", help="AOI-1 port on loopback (0: a free port)"
+    )
+    p.add_argument(
+        "--state-dir",
+        type=Path,
+        metavar="DIR",
+        help="where the client keeps its state between runs (client.state_dir)",
+    )
+    p.add_argument(
+        "--ca-file",
+        type=Path,
+        metavar="PEM",
+        help="CA certificates to trust for wss and https, besides the system's",
+    )
+    p.add_argument(
+        "--ready-file",
+        type=Path,
+        metavar="PATH",
+        help='write {"app_url": ...} here once the AOI-1 listener is up',
+    )
+    p.add_argument("--seed", type=int, metavar="N", help="seed of the random choices (tests)")
+    p.add_argument(
+        "--log-level",
+        default=None,
+        choices=LEVELS,
+        metavar="LEVEL",
+        help="lowest level logged: debug, info (default), warning or error",
+    )
     return p
 
 
-def _providers_from_toml(entries: Any) -> list[ProviderConfig]:
-    if not isinstance(entries, list):
-        raise ConfigError("[[providers]] must be an array of tables")
+def _table(document: dict[str, Any], name: str, problems: list[str]) -> dict[str, Any]:
+    table = document.get(name, {})
+    if not isinstance(table, dict):
+        problems.append(f"{name}: expected a table")
+        return {}
+    return table
+
+
+def _check_entry(
+    entry: dict[str, Any], place: str, keys: Sequence[str], problems: list[str]
+) -> None:
+    """Unknown keys, and values of the wrong type, of one table."""
+    for key, value in entry.items():
+        if key not in keys:
+            problems.append(f"{place}.{key}: unknown key")
+        elif key in TIMERS:
+            if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+                problems.append(f"{place}.{key}: expected a number greater than 0")
+        elif not isinstance(value, str):
+            problems.append(f"{place}.{key}: expected a string")
+        elif key == "log_level" and value not in LEVELS:
+            problems.append(f"{place}.{key}: expected one of {', '.join(LEVELS)}")
+        elif key == "provisioning_url":
+            _check_url(value, f"{place}.{key}", problems)
+
+
+def _check_url(url: str, place: str, problems: list[str]) -> None:
+    try:
+        http_url(url)
+    except CommandError as exc:
+        problems.append(f"{place}: {exc}")
+
+
+def _providers_from_toml(entries: Any, problems: list[str]) -> list[ProviderConfig]:
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        problems.append("providers: expected an array of tables ([[providers]])")
+        return []
     providers = []
     for n, entry in enumerate(entries):
+        _check_entry(entry, f"providers[{n}]", PROVIDER_KEYS, problems)
         url, file = entry.get("provisioning_url"), entry.get("policy_file")
         if bool(url) == bool(file):
-            raise ConfigError(f"providers[{n}]: give exactly one of provisioning_url, policy_file")
+            problems.append(f"providers[{n}]: give exactly one of provisioning_url, policy_file")
+            continue
         providers.append(
             ProviderConfig(
                 name=entry.get("name") or None,
@@ -174,25 +260,43 @@ def load(argv: Sequence[str]) -> ClientConfig:
     document: dict[str, Any] = {}
     if args.config is not None:
         try:
-            document = tomllib.loads(args.config.read_text())
-        except (OSError, tomllib.TOMLDecodeError) as exc:
-            raise ConfigError(f"cannot read {args.config}: {exc}") from None
+            document = tomllib.loads(args.config.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"{args.config}: no such file") from None
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"{args.config}: {getattr(exc, 'strerror', None) or exc}") from None
     return from_document(document, args)
 
 
 def from_document(document: dict[str, Any], args: argparse.Namespace | None = None) -> ClientConfig:
-    section = document.get("client", {})
-    providers = _providers_from_toml(document.get("providers", []))
+    """The configuration from a decoded TOML document and the flags; every problem at once."""
+    problems = [f"{name}: unknown table" for name in document if name not in TABLES]
+    section = _table(document, "client", problems)
+    _check_entry(section, "client", CLIENT_KEYS, problems)
+    providers = _providers_from_toml(document.get("providers", []), problems)
     flags = args or parser().parse_args([])
     if flags.providers:
         providers = list(flags.providers)
+        for provider in providers:
+            if provider.provisioning_url is not None:
+                _check_url(provider.provisioning_url, "--provisioning-url", problems)
     client_id = flags.client_id or section.get("client_id")
     credential = flags.credential or section.get("credential")
-    if not client_id or not credential:
-        raise ConfigError("client_id and credential are required ([client] or flags)")
-    if not providers:
-        raise ConfigError("no provider: give --provisioning-url, --policy-file or [[providers]]")
-    host, port = loopback_listen(section.get("app_listen", f"127.0.0.1:{DEFAULT_APP_PORT}"))
+    if not client_id:
+        problems.append("client.client_id: required (or --client-id)")
+    if not credential:
+        problems.append("client.credential: required (or --credential)")
+    if not providers and not problems:
+        problems.append("no provider: give --provisioning-url, --policy-file or [[providers]]")
+    host, port = "127.0.0.1", DEFAULT_APP_PORT
+    listen = section.get("app_listen", f"{host}:{port}")
+    try:
+        if isinstance(listen, str):  # else reported above
+            host, port = loopback_listen(listen)
+    except ConfigError as exc:
+        problems.extend(exc.problems)
+    if problems:
+        raise ConfigError(problems)
     if flags.app_port is not None:
         port = flags.app_port
     state_dir = flags.state_dir or (
@@ -211,9 +315,5 @@ def from_document(document: dict[str, Any], args: argparse.Namespace | None = No
         seed=flags.seed,
         log_level=flags.log_level or section.get("log_level", "info"),
     )
-    timers: dict[str, Any] = {
-        key: float(section[key])
-        for key in ("welcome_timeout_s", "request_timeout_s", "provisioning_refresh_s")
-        if key in section
-    }
+    timers: dict[str, Any] = {key: float(section[key]) for key in TIMERS if key in section}
     return replace(config, **timers) if timers else config

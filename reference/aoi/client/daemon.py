@@ -16,6 +16,7 @@ from pathlib import Path
 
 import trio
 
+from aoi.cli import leaves, listen_problem, tls_context
 from aoi.logs import EventLog
 from aoi.net.client import connect as ws_connect
 from aoi.net.websocket import WebSocket
@@ -30,19 +31,15 @@ from .state import State
 _log = EventLog("aoi.client")
 
 
-def tls_context(ca_file: Path | None) -> ssl.SSLContext:
-    """The system's trusted CAs, plus ``ca_file`` if given; host names are verified."""
-    context = ssl.create_default_context()
-    if ca_file is not None:
-        context.load_verify_locations(cafile=str(ca_file))
-    return context
-
-
 def network_connector(context: ssl.SSLContext) -> Connector:
     async def connect(url: str, subprotocol: str) -> WebSocket:
         return await ws_connect(url, subprotocol, ssl_context=context)
 
     return connect
+
+
+class CannotStart(Exception):
+    """The client cannot start; the message says why, in one line."""
 
 
 class Daemon:
@@ -58,7 +55,7 @@ class Daemon:
         self.config = config
         self.rng = rng if rng is not None else random.Random(config.seed)
         if connect is None or fetch is None:
-            context = tls_context(config.ca_file)
+            context = tls_context(config.ca_file, "ca_file")
             connect = connect or network_connector(context)
             fetch = fetch or http_fetch(context)
         self.connect = connect
@@ -72,6 +69,9 @@ class Daemon:
         self._nursery: trio.Nursery | None = None
 
     async def run(self, *, task_status: trio.TaskStatus[Daemon] = trio.TASK_STATUS_IGNORED) -> None:
+        """Open AOI-1 (before any server is contacted, so that a port in use stops nothing
+        half-started), take each provider's policy, then serve; :class:`CannotStart` when
+        the port is unusable or a provider has no policy to start with."""
         config = self.config
         self.state = state = State(config.state_dir, config.seen_ids_per_app)
         async with trio.open_nursery() as nursery:
@@ -79,6 +79,9 @@ class Daemon:
             self.binding = binding = Binding(
                 config, state, nursery, connect=self.connect, rng=self.rng
             )
+            self.apps = AppInterface(binding)
+            if config.app_port is not None:
+                self.app_port = await self._listen(nursery, config.app_host, config.app_port)
             binding.restore()
             for provider in config.providers:
                 provisioner = Provisioner(
@@ -94,24 +97,30 @@ class Daemon:
                 self.provisioners.append(provisioner)
                 first = 0.0
                 if provisioner.load_cached() is None or provider.policy_file is not None:
-                    # Nothing to serve apps with yet (or a local file): try once before
-                    # opening AOI-1, so that the first apps find a policy.
-                    with trio.move_on_after(config.welcome_timeout_s):
-                        first = await provisioner.refresh()
+                    # Nothing to serve apps with yet (or a local file): fetch once now, so
+                    # that the first apps find a policy, and a mistake ends the start.
+                    first = await provisioner.first(config.request_timeout_s)
+                    if provisioner.policy is None and provisioner.lasting:
+                        raise CannotStart(f"{provisioner.failure} (and no cached policy)")
                 nursery.start_soon(self._provision, provisioner, first)
-            self.apps = AppInterface(binding)
-            if config.app_port is not None:
-                self.app_port = await nursery.start(
-                    self.apps.listen, config.app_host, config.app_port
-                )
-                if config.ready_file is not None:
-                    self._write_ready(config.ready_file)
+            if self.app_port is not None:
+                _log.child("apps").info("aoi1_listening", host=config.app_host, port=self.app_port)
+            if config.ready_file is not None and self.app_port is not None:
+                self._write_ready(config.ready_file)
             _log.info(
                 "client_started",
                 providers=[p.source for p in config.providers],
                 app_port=self.app_port,
             )
             task_status.started(self)
+
+    async def _listen(self, nursery: trio.Nursery, host: str, port: int) -> int:
+        assert self.apps is not None
+        try:
+            bound: int = await nursery.start(self.apps.listen, host, port)
+        except* OSError as group:
+            raise CannotStart(listen_problem(leaves(group)[0], host, port)) from None
+        return bound
 
     @property
     def app_url(self) -> str | None:

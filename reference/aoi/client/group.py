@@ -232,7 +232,7 @@ class Group:
             "session_down",
             provider=self.provider,
             server=link.server.id,
-            outcome=outcome.value,
+            outcome="closed" if down.outcome is Outcome.ACCEPTED else outcome.value,
             apps=len(self.apps),
         )
         await self._decide(decision)

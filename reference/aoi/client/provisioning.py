@@ -13,12 +13,13 @@ import random
 import ssl
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 import trio
 
 from aoi.core.policy import Policy, PolicyError, load_policy
-from aoi.logs import EventLog
+from aoi.logs import EventLog, error_text
 
 from .config import ProviderConfig
 from .state import State
@@ -81,6 +82,8 @@ class Provisioner:
         self.refresh_s = refresh_s
         self.policy: Policy | None = None
         self.failures = 0
+        self.failure: str | None = None  # why the last fetch failed, in one line
+        self.lasting = False  # whether that failure looks like a mistake, not a passing one
 
     def load_cached(self) -> Policy | None:
         """The persisted document, if valid (even past ``valid_until``: better than none)."""
@@ -103,31 +106,67 @@ class Provisioner:
         while True:
             await trio.sleep(await self.refresh())
 
-    async def refresh(self) -> float:
+    async def first(self, timeout_s: float) -> float:
+        """The fetch at start-up; returns how long to wait before the next one. Without a
+        policy yet, a failure that retrying will not mend (unreachable, refused with 4xx, an
+        invalid document) is not logged but left in :attr:`failure`, for the caller to stop
+        on; a passing one (5xx, e.g. 503 with Retry-After) is logged and retried."""
+        with trio.move_on_after(timeout_s):
+            return await self.refresh(starting=self.policy is None)
+        return self._failed(
+            f"no answer from {self.provider.source} within {timeout_s:g} s", lasting=True,
+            starting=self.policy is None, event="provisioning_unreachable", error="timed out",
+        )  # fmt: skip
+
+    async def refresh(self, *, starting: bool = False) -> float:
         """Fetch once; returns how long to wait before the next fetch."""
         source = self.provider.source
+        self.failure = None
         try:
             fetched = await self._get()
         except (OSError, httpx.HTTPError, trio.TooSlowError) as exc:
-            _log.warning("provisioning_unreachable", source=source, error=str(exc) or repr(exc))
-            return self._retry_in(None)
+            error = error_text(exc)
+            verb = "cannot read" if self.provider.policy_file is not None else "cannot reach"
+            return self._failed(
+                f"{verb} {source}: {error}", lasting=True, starting=starting,
+                event="provisioning_unreachable", error=error,
+            )  # fmt: skip
         if fetched.status != 200:
-            _log.warning(
-                "provisioning_refused",
-                source=source,
-                status=fetched.status,
+            return self._failed(
+                _refusal(source, fetched, self.identity[0]), lasting=fetched.status < 500,
+                starting=starting, retry_after_s=_retry_after(fetched.headers),
+                event="provisioning_refused", status=fetched.status,
                 body=fetched.body[:300].decode("utf-8", "replace"),
-            )
-            return self._retry_in(_retry_after(fetched.headers))
+            )  # fmt: skip
         try:
             policy = self.accept(json.loads(fetched.body))
         except ValueError as exc:
             problems = list(exc.problems) if isinstance(exc, PolicyError) else [f"not JSON: {exc}"]
-            kept = self.policy.policy_version if self.policy else None
-            _log.error("policy_refused", source=source, problems=problems, kept_version=kept)
-            return self._retry_in(None)
+            return self._failed(
+                f"the policy from {source} is refused: {'; '.join(problems)}", lasting=True,
+                starting=starting, event="policy_refused", problems=problems,
+            )  # fmt: skip
         self.failures = 0
         return self._next_refresh(policy)
+
+    def _failed(
+        self,
+        failure: str,
+        *,
+        lasting: bool,
+        starting: bool,
+        event: str,
+        retry_after_s: float | None = None,
+        **fields: Any,
+    ) -> float:
+        """Note why the fetch failed and log it, unless it is the start's failure to stop on;
+        returns the delay before the next attempt."""
+        self.failure, self.lasting = failure, lasting
+        if not (starting and lasting):
+            kept = self.policy.policy_version if self.policy else None
+            log = _log.error if event == "policy_refused" else _log.warning
+            log(event, source=self.provider.source, kept_version=kept, **fields)
+        return self._retry_in(retry_after_s)
 
     def accept(self, document: object) -> Policy:
         """Check ``document`` and make it the provider's policy, or raise :class:`PolicyError`."""
@@ -182,6 +221,21 @@ class Provisioner:
             # Fetch again well before the document expires.
             delay = min(delay, (policy.valid_until - self.wall()) / 2)
         return max(delay, min(MIN_REFRESH_S, self.refresh_s))
+
+
+def _refusal(source: str, fetched: Fetched, client_id: str) -> str:
+    """Why the provisioning endpoint refused, in one line that names what to fix."""
+    if fetched.status == 401:
+        return (
+            f"{source} refused the credentials of client_id {client_id!r} (401): an unknown "
+            "client or a wrong credential"
+        )
+    try:
+        body = json.loads(fetched.body)
+        said = f"{body['error']}: {body['detail']}"
+    except (ValueError, KeyError, TypeError):
+        said = fetched.body[:200].decode("utf-8", "replace").strip()
+    return f"{source} answered {fetched.status}" + (f" {said}" if said else "")
 
 
 def _retry_after(headers: Mapping[str, str]) -> float | None:

@@ -40,7 +40,7 @@ from aoi.core.messages import (
 from aoi.core.policy import ServerEntry
 from aoi.core.reallocation import Outcome, outcome_of_reject
 from aoi.core.session import Closed, State
-from aoi.logs import EventLog
+from aoi.logs import EventLog, error_text
 from aoi.net.client import HandshakeError
 from aoi.net.websocket import ConnectionClosed, WebSocket
 
@@ -206,7 +206,7 @@ class ServerLink:
                 ssl.SSLError,
                 trio.BrokenResourceError,
             ) as exc:
-                detail = f"connect failed: {exc!r}"
+                detail = f"connect failed: {error_text(exc)}"
         if ws is None:
             self._settle(Outcome.UNREACHABLE, None, detail or "connect timed out")
             return None
