@@ -225,7 +225,7 @@ class HttpServer:
             try:
                 response = await self.http(request)
             except Exception:  # a handler bug must not take the listener down
-                log.exception("request failed", extra={"method": method, "path": path})
+                log.exception("request_failed", extra={"method": method, "path": path})
                 response = Response.error(500, "internal_error", "the server failed")
             await self._respond(stream, conn, response, head_only=method == "HEAD")
             answered = True

@@ -26,6 +26,7 @@ from aoi.core.messages import (
     Unregistered,
     Welcome,
 )
+from aoi.core.overload import DRAINING
 from aoi.core.server_session import ServerSession
 from aoi.core.session import Closed, Event, State
 from aoi.net.http import Request
@@ -88,6 +89,16 @@ class Aoi2Endpoint:
             self.hub.detach(link)
             if session.state is not State.CLOSED:
                 session.connection_lost()
+            closed = session.closed
+            if link.client_id and closed is not None:  # welcomed: its end is worth a line
+                log.info(
+                    "session_closed",
+                    extra={
+                        "client": link.client_id,
+                        "code": int(closed.code),
+                        "reason": closed.reason,
+                    },
+                )
 
     async def _reader(self, ws: WebSocket, link: Link) -> None:
         session = link.session
@@ -224,14 +235,24 @@ class Aoi2Endpoint:
                 )  # fmt: skip
         elif isinstance(event, Nack):
             link.park(event.id)
-        elif isinstance(event, Closed):
-            log.debug("session closed", extra={"client": link.client_id, "code": int(event.code)})
+        elif isinstance(event, Closed) and not link.client_id:
+            log.debug("connection_closed", extra={"remote": ws.remote, "code": int(event.code)})
 
     async def _authenticate(self, link: Link, remote: str, hello: Hello, now: float) -> None:
         refusal = self._refusal(hello, remote, now)
         if refusal is not None:
-            self.metrics.rejected(refusal.reason)
+            draining = refusal.reason == RejectReason.OVERLOADED and self.load.draining
+            self.metrics.rejected(DRAINING if draining else refusal.reason)
             link.session.send(refusal, now)
+            log.info(
+                "session_rejected",
+                extra={
+                    "client": hello.client_id,
+                    "remote": remote,
+                    "reason": refusal.reason,
+                    "detail": refusal.detail,
+                },
+            )
             return
         link.client_id = hello.client_id
         # attach() counts the session only once the store has it: hold its place meanwhile,
@@ -255,6 +276,10 @@ class Aoi2Endpoint:
             trio.current_time(),
         )
         self.metrics.accepted()
+        log.info(
+            "session_opened",
+            extra={"client": hello.client_id, "remote": remote, "resumed": resumed},
+        )
 
     def _refusal(self, hello: Hello, remote: str, now: float) -> Reject | None:
         """Who may not in, and why: version, failed-attempt limit, credentials, then load."""

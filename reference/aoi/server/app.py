@@ -85,7 +85,7 @@ class Server:
 
     def set_draining(self, draining: bool) -> None:
         self.load.draining = draining
-        log.info("drain mode %s", "on" if draining else "off")
+        log.info("drain_mode_on" if draining else "drain_mode_off")
 
     async def run(
         self, *, task_status: trio.TaskStatus[Listening] = trio.TASK_STATUS_IGNORED
@@ -110,7 +110,7 @@ class Server:
             )
             self.hub.endpoint_base = (s.public_http_url or here.http).rstrip("/")
             if s.public_http_url is None and host in ("0.0.0.0", "::", ""):
-                log.warning("endpoints name %s: set server.public_http_url", here.http)
+                log.warning("public_http_url_needed", extra={"endpoint_base": here.http})
             nursery.start_soon(self._record_statuses)
             nursery.start_soon(self._sweep)
             nursery.start_soon(self.load.measure_lag)
@@ -121,7 +121,7 @@ class Server:
 
     async def shutdown(self, grace_s: float = 2.0) -> None:
         """Refuse newcomers, tell every session goodbye (1001), give them ``grace_s``."""
-        self.set_draining(True)
+        self.load.draining = True  # part of shutting down, not logged as a drain of its own
         now = trio.current_time()
         for link in list(self.hub.links()):
             if link.session.closed is None:
@@ -204,6 +204,14 @@ class Server:
                     link.session.send(redirect, now)
                     link.flush()
                     self.metrics.redirects.inc()
+                    log.info(
+                        "session_redirected",
+                        extra={
+                            "client": link.client_id,
+                            "reason": reason,
+                            "retry_after_s": retry_after_s,
+                        },
+                    )
 
 
 def write_ready_file(path: Path, here: Listening) -> None:
