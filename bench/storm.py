@@ -770,7 +770,7 @@ async def _register_all(result: Storm, nursery: trio.Nursery) -> None:
 
 
 async def _metrics(server: ReferenceServer) -> dict[str, float]:
-    wanted = ("sessions", "hello_accepted_total", "hello_rejects_total", "loop_lag_seconds")
+    wanted = ("sessions", "hello_accepted_total", "hello_rejected_total", "loop_lag_seconds")
     with suppress(httpx.HTTPError):
         figures = await server.metrics()
         return {name: figures[f"aoi_{name}"] for name in wanted if f"aoi_{name}" in figures}

@@ -249,8 +249,8 @@ def test_invalid_credentials_contact_no_other_server(tmp_path: Path) -> None:
             failed = await app.register(CHAT)
             assert failed["type"] == "connection_failed" and failed["reason"] == "rejected"
             await app.quiet(2.0)  # background retries of a only, with backoff
-            assert await a.counter("aoi_hello_rejects") >= 1
-            assert await b.counter("aoi_hello_rejects") == 0
+            assert await a.counter("aoi_hello_rejected") >= 1
+            assert await b.counter("aoi_hello_rejected") == 0
             assert await b.counter("aoi_hello_accepted") == 0
 
     trio.run(main)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import trio
 
-from aoi.core.overload import Load, OverloadControl, Refusal
+from aoi.core.overload import DRAINING, Load, OverloadControl, Refusal
 
 from .hub import Hub
 from .store import Store
@@ -39,6 +39,10 @@ class LoadMonitor:
 
     def status(self) -> str:
         return self.control.status(self.load())
+
+    def overloaded(self) -> bool:
+        """Whether new sessions are refused for load (drain mode aside)."""
+        return any(reason != DRAINING for reason in self.control.reasons(self.load()))
 
     def refuses_pushes(self) -> bool:
         return not PUSH_TRIGGERS.isdisjoint(self.control.reasons(self.load()))

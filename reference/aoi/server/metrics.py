@@ -4,27 +4,54 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+)
+
+from aoi import __version__
+from aoi.core.messages import RejectReason
+from aoi.core.overload import DRAINING
 
 from .store import StoredNotification
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 60)
+# Every label value known in advance is exposed from the start, at 0, so that rate() and
+# alerts see the first event too. Drain refusals are counted apart from overload.
+REJECT_REASONS = (*(reason.value for reason in RejectReason), DRAINING)
+PUSH_STATUSES = (201, 400, 401, 403, 404, 410, 413, 429, 503)
 
 
 class Metrics:
     def __init__(self, wall_clock: Callable[[], float]) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
+        ProcessCollector(registry=r)
+        PlatformCollector(registry=r)
+        Info("aoi_build", "The AOI Server's version", registry=r).info({"version": __version__})
         self.wall_clock = wall_clock
         self.sessions = Gauge("aoi_sessions", "Established AOI-2 sessions", registry=r)
         self.hellos = Counter("aoi_hello_accepted", "Hellos answered with welcome", registry=r)
         self.rejects = Counter(
-            "aoi_hello_rejects", "Hellos answered with reject, by reason", ["reason"], registry=r
+            "aoi_hello_rejected",
+            "Hellos answered with reject, by reason (draining: refused while draining)",
+            ["reason"],
+            registry=r,
         )
+        for reason in REJECT_REASONS:
+            self.rejects.labels(reason)
         self.redirects = Counter("aoi_redirects", "Sessions shed with redirect", registry=r)
         self.pushes = Counter(
             "aoi_push_requests", "AOI-3 push requests by status", ["status"], registry=r
         )
+        for status in PUSH_STATUSES:
+            self.pushes.labels(str(status))
         self.accepted_notifications = Counter(
             "aoi_notifications_accepted", "Notifications stored (201)", registry=r
         )
@@ -37,8 +64,9 @@ class Metrics:
         self.store_backlog = Gauge("aoi_store_backlog", "Writes waiting for the store", registry=r)
         self.loop_lag = Gauge("aoi_loop_lag_seconds", "Event-loop lag", registry=r)
         self.overloaded = Gauge(
-            "aoi_overloaded", "1 while refusing new sessions for load", registry=r
+            "aoi_overloaded", "1 while refusing new sessions for load (not for drain)", registry=r
         )
+        self.draining = Gauge("aoi_draining", "1 in drain mode", registry=r)
 
         # Counted on the hot path as plain ints, folded into the counters above whenever
         # they are read (exposition) or the tally grows: a prometheus counter takes a lock.

@@ -16,6 +16,7 @@ import aoi_schemas
 import jsonschema_rs
 import trio
 
+from aoi import __version__
 from aoi.core.codec import MAX_PAYLOAD, payload_size
 from aoi.core.rfc3339 import rfc3339
 from aoi.net.http import Request, Response
@@ -226,6 +227,7 @@ class PushApi:
             "status": status,
             "load": round(self.load.control.load_factor(load), 4),
             "sessions": load.sessions,
+            "version": __version__,
         }
         reasons = self.load.control.reasons(load)
         if reasons:
@@ -238,7 +240,8 @@ class PushApi:
         self.metrics.sessions.set(self.hub.established)
         self.metrics.store_backlog.set(self.hub.store.backlog())
         self.metrics.loop_lag.set(self.load.loop_lag_ms / 1000.0)
-        self.metrics.overloaded.set(0 if self.load.status() == "ok" else 1)
+        self.metrics.overloaded.set(self.load.overloaded())
+        self.metrics.draining.set(self.load.draining)
         return Response(200, self.metrics.exposition(), "text/plain; version=0.0.4; charset=utf-8")
 
     async def provisioning(self, request: Request) -> Response:
@@ -250,8 +253,9 @@ class PushApi:
                     base64.b64decode(encoded, validate=True).decode().partition(":")
                 )
         if not self.credentials.check(client_id, credential):
+            why = "unknown client or wrong credential" if client_id else "credentials are required"
             return Response.error(
-                401, "unauthorized", "client credentials are required",
+                401, "unauthorized", why,
                 (("www-authenticate", 'Basic realm="aoi"'),),
             )  # fmt: skip
         if self.policy is None:
