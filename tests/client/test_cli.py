@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,6 +12,7 @@ import trio
 
 from aoi.core.messages import Ack, Bye
 
+from ..cli.command import AOI, aoi, guide_section, one_line
 from .fakes import FakeServer, policy, serve_on_loopback
 
 APP = "com.example.chat"
@@ -29,7 +29,7 @@ def test_client_and_demo_app(tmp_path: Path) -> None:
             ready = tmp_path / "ready.json"
             policy_file = str(tmp_path / "policy.json")
             client = await trio.lowlevel.open_process(
-                [sys.executable, "-m", "aoi", "client", "--policy-file", policy_file,
+                [str(AOI), "client", "--policy-file", policy_file,
                  "--client-id", "dev-1", "--credential", "secret-1", "--app-port", "0",
                  "--ready-file", str(ready), "--state-dir", str(tmp_path / "state")],
                 stderr=subprocess.PIPE,
@@ -41,7 +41,7 @@ def test_client_and_demo_app(tmp_path: Path) -> None:
                 app_url = json.loads(ready.read_text())["app_url"]
                 assert app_url.startswith("ws://127.0.0.1:")
                 app = await trio.lowlevel.open_process(
-                    [sys.executable, "-m", "aoi", "app", "--app-id", APP, "--client", app_url,
+                    [str(AOI), "app", "--app-id", APP, "--client", app_url,
                      "--count", "1"],
                     stdout=subprocess.PIPE,
                 )  # fmt: skip
@@ -75,7 +75,12 @@ def test_client_and_demo_app(tmp_path: Path) -> None:
             while (chunk := await client.stderr.receive_some()) != b"":
                 err += chunk
             logs = [json.loads(line) for line in err.decode().splitlines()]
-            assert {"client_started", "welcome", "bye"} <= {entry["event"] for entry in logs}
+            events = [entry["event"] for entry in logs]
+            assert {"client_started", "welcome"} <= set(events)
+            assert events[-4:] == ["shutting_down", "bye", "session_down", "stopped"]
+            assert logs[-2]["outcome"] == "closed"  # closed by the client, not lost
+            documented = guide_section("13.6")
+            assert [e for e in events if f"`{e}`" not in documented] == []
             nursery.cancel_scope.cancel()
 
     trio.run(main)
@@ -86,8 +91,9 @@ def test_refuses_to_listen_beyond_loopback(tmp_path: Path) -> None:
         '[client]\nclient_id = "d"\ncredential = "c"\napp_listen = "0.0.0.0:7700"\n'
         '[[providers]]\npolicy_file = "p.json"\n'
     )
-    done = subprocess.run(
-        [sys.executable, "-m", "aoi", "client", "--config", str(tmp_path / "client.toml")],
-        capture_output=True, text=True, timeout=30, check=False,
-    )  # fmt: skip
-    assert done.returncode == 2 and "loopback" in done.stderr
+    done = aoi("client", "--config", str(tmp_path / "client.toml"))
+    assert (done.returncode, one_line(done)) == (
+        2,
+        "aoi client: invalid configuration: client.app_listen: '0.0.0.0:7700': AOI-1 listens "
+        "on loopback addresses only",
+    )
