@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 from aoi import __version__
 
 VERSION = f"aoi {__version__}"
+LEVELS = ("debug", "info", "warning", "error")
 
 COMMANDS = {
     "server": ("aoi.server.cli", "run the reference AOI Server"),
@@ -56,6 +57,17 @@ def command_parser(prog: str, description: str) -> argparse.ArgumentParser:
         "--version", action="version", version=VERSION, help="print the version and exit"
     )
     return p
+
+
+def add_log_level(p: argparse.ArgumentParser, default: str | None) -> None:
+    """``--log-level LEVEL``, as the daemons take it."""
+    p.add_argument(
+        "--log-level",
+        default=default,
+        choices=LEVELS,
+        metavar="LEVEL",
+        help="lowest level logged: debug, info (default), warning or error",
+    )
 
 
 class CommandError(Exception):

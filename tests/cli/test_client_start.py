@@ -124,17 +124,23 @@ def test_an_invalid_provisioning_url() -> None:
     )
 
 
-def test_unknown_keys_are_refused(tmp_path: Path) -> None:
-    (tmp_path / "client.toml").write_text(
-        '[client]\nclient_id = "d"\ncredential = "c"\nstat_dir = "state"\n'
-        '[[providers]]\nprovisioning_url = "https://op.example/v1/provisioning"\nnmae = "x"\n'
-        "[server]\n"
-    )
+@pytest.mark.parametrize(
+    ("toml", "problems"),
+    [
+        ('[client]\nclient_id = "d"\ncredential = "c"\nstat_dir = "state"\n[[providers]]\n'
+         'provisioning_url = "https://op.example/v1/provisioning"\nnmae = "x"\n[server]\n',
+         "server: unknown table; client.stat_dir: unknown key; providers[0].nmae: unknown key"),
+        ('[client]\nclient_id = "d"\ncredential = "c"\napp_listen = "0.0.0.0:7700"\n'
+         '[[providers]]\npolicy_file = "p.json"\n',
+         "client.app_listen: '0.0.0.0:7700': AOI-1 listens on loopback addresses only"),
+    ],
+)  # fmt: skip
+def test_configuration_mistakes(tmp_path: Path, toml: str, problems: str) -> None:
+    (tmp_path / "client.toml").write_text(toml)
     done = aoi("client", "--config", str(tmp_path / "client.toml"))
     assert (done.returncode, one_line(done)) == (
         2,
-        "aoi client: invalid configuration: server: unknown table; client.stat_dir: unknown key; "
-        "providers[0].nmae: unknown key",
+        f"aoi client: invalid configuration: {problems}",
     )
 
 

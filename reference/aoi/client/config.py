@@ -28,7 +28,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from aoi.cli import CommandError, command_parser, http_url
+from aoi.cli import LEVELS, CommandError, add_log_level, command_parser, http_url
 
 DEFAULT_APP_PORT = 7700
 
@@ -39,7 +39,6 @@ CLIENT_KEYS = (
 )  # fmt: skip
 PROVIDER_KEYS = ("name", "provisioning_url", "policy_file", "client_id", "credential")
 TIMERS = ("welcome_timeout_s", "request_timeout_s", "provisioning_refresh_s")
-LEVELS = ("debug", "info", "warning", "error")
 TABLES = ("client", "providers")
 
 
@@ -188,13 +187,7 @@ def parser() -> argparse.ArgumentParser:
         help='write {"app_url": ...} here once the AOI-1 listener is up',
     )
     p.add_argument("--seed", type=int, metavar="N", help="seed of the random choices (tests)")
-    p.add_argument(
-        "--log-level",
-        default=None,
-        choices=LEVELS,
-        metavar="LEVEL",
-        help="lowest level logged: debug, info (default), warning or error",
-    )
+    add_log_level(p, default=None)
     return p
 
 

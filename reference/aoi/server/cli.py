@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import trio
 
 from aoi import logs
-from aoi.cli import command_parser, leaves, listen_problem
+from aoi.cli import add_log_level, command_parser, leaves, listen_problem
 from aoi.core.policy import PolicyError
 
 from .config import ConfigError, ServerSettings, load_config
@@ -39,7 +39,6 @@ established ones served).
 aoi server drain --admin URL [--off] switches drain mode of a running server from its own
 host (aoi server drain --help).
 """
-LEVELS = ("debug", "info", "warning", "error")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -69,13 +68,7 @@ def parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help="write the listening URLs here (JSON) once ready",
     )
-    p.add_argument(
-        "--log-level",
-        default="info",
-        choices=LEVELS,
-        metavar="LEVEL",
-        help="lowest level logged: debug, info (default), warning or error",
-    )
+    add_log_level(p, default="info")
     return p
 
 
