@@ -93,6 +93,9 @@ class AppInterface:
     def __init__(self, binding: Binding) -> None:
         self.binding = binding
         self.codec = Codec.from_contract("aoi1")
+        # The listener opens first, so that a port in use stops the client before it does
+        # anything; apps that connect before the client has started wait for this.
+        self.serving = trio.Event()
 
     async def listen(
         self,
@@ -101,7 +104,8 @@ class AppInterface:
         *,
         task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
     ) -> None:
-        """Serve AOI-1 on ``host:port`` (loopback only); reports the port it got."""
+        """Listen for AOI-1 on ``host:port`` (loopback only); reports the port it got. Apps
+        are served once :attr:`serving` is set."""
         if not ipaddress.ip_address(host).is_loopback:
             raise ValueError(f"AOI-1 listens on loopback addresses only, not {host}")
         server = HttpServer(self._http, _AnyPath(WebSocketRoute(SUBPROTOCOL, self._upgraded)))
@@ -119,6 +123,7 @@ class AppInterface:
         )
 
     async def _upgraded(self, ws: WebSocket, request: Request) -> None:
+        await self.serving.wait()
         try:
             await self.serve_connection(ws)
         except Exception:  # one app's trouble must not take the listener down

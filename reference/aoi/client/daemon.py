@@ -103,6 +103,7 @@ class Daemon:
                     if provisioner.policy is None and provisioner.lasting:
                         raise CannotStart(f"{provisioner.failure} (and no cached policy)")
                 nursery.start_soon(self._provision, provisioner, first)
+            self.apps.serving.set()
             if self.app_port is not None:
                 _log.child("apps").info("aoi1_listening", host=config.app_host, port=self.app_port)
             if config.ready_file is not None and self.app_port is not None:
