@@ -12,7 +12,8 @@ from typing import Any
 
 import trio
 
-from aoi.cli import command_parser
+from aoi.cli import CommandError, checked_url, command_parser
+from aoi.logs import error_text
 from aoi.net.client import HandshakeError, connect
 from aoi.net.websocket import ConnectionClosed, WebSocket
 
@@ -64,7 +65,8 @@ async def run(args: argparse.Namespace) -> int:
     try:
         ws = await connect(args.client, SUBPROTOCOL)
     except (OSError, HandshakeError) as exc:
-        print(f"aoi app: cannot reach the AOI Client at {args.client}: {exc}", file=sys.stderr)
+        reason = error_text(exc)
+        print(f"aoi app: cannot reach the AOI Client at {args.client}: {reason}", file=sys.stderr)
         return 1
     try:
         return await converse(ws, args)
@@ -102,6 +104,11 @@ async def converse(ws: WebSocket, args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str]) -> int:
     args = parser().parse_args(list(argv))
+    try:
+        checked_url(args.client, ("ws",))
+    except CommandError as exc:
+        print(f"aoi app: --client: {exc}", file=sys.stderr)
+        return exc.status
     try:
         return trio.run(run, args)
     except KeyboardInterrupt:

@@ -78,15 +78,18 @@ class CommandError(Exception):
         self.status = status
 
 
-def http_url(text: str) -> str:
-    """``text`` if it is an http(s) URL with a host, else :class:`CommandError`."""
+def checked_url(text: str, schemes: tuple[str, ...] = ("http", "https")) -> str:
+    """``text`` if it is a URL of one of ``schemes`` with a host, else :class:`CommandError`."""
     try:
         parts = urlsplit(text)
         _ = parts.port  # a port that is not a number raises here
     except ValueError as exc:
         raise CommandError(f"invalid URL {text!r}: {exc}") from None
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise CommandError(f"invalid URL {text!r}: expected http(s)://HOST[:PORT]/...")
+    if parts.scheme not in schemes or not parts.hostname:
+        expected = " or ".join(f"{scheme}://" for scheme in schemes)
+        if schemes == ("http", "https"):
+            expected = "http(s)://"
+        raise CommandError(f"invalid URL {text!r}: expected {expected}HOST[:PORT]/...")
     return text
 
 

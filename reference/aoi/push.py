@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from aoi.cli import CommandError, command_parser, http_url, tls_context
+from aoi.cli import CommandError, checked_url, command_parser, tls_context
 from aoi.logs import error_text
 
 DESCRIPTION = """\
@@ -87,7 +87,7 @@ def main(argv: Sequence[str]) -> int:
 def push(args: argparse.Namespace) -> int:
     if not args.key:
         raise CommandError("--key (or $AOI_PUSH_KEY) is required")
-    endpoint = http_url(args.endpoint)
+    endpoint = checked_url(args.endpoint)
     body: dict[str, object] = {
         "payload": _payload(args.payload),
         "ttl_s": args.ttl,

@@ -11,6 +11,7 @@ from pathlib import Path
 
 AOI = Path(sys.executable).with_name("aoi")  # the console script beside this Python
 GUIDE = Path(__file__).parents[2] / "docs" / "operations.md"
+A_REPR = re.compile(r"^[A-Za-z_]\w*\(.*\)$|<[\w.]+ object at 0x")  # OSError('...'), <x object>
 
 
 def aoi(*args: str, timeout: float = 60, **options: object) -> subprocess.CompletedProcess[str]:

@@ -121,3 +121,23 @@ def test_drain_of_nobody() -> None:
     assert done.returncode == 1 and one_line(done).startswith(
         f"aoi server drain: cannot reach {url}: "
     )
+
+
+@pytest.mark.parametrize(
+    ("url", "status", "line"),
+    [
+        ("http://127.0.0.1:7700/", 2,
+         "aoi app: --client: invalid URL 'http://127.0.0.1:7700/': expected ws://HOST[:PORT]/..."),
+        ("ws://[bad", 2, "aoi app: --client: invalid URL 'ws://[bad': Invalid IPv6 URL"),
+    ],
+)  # fmt: skip
+def test_app_mistakes(url: str, status: int, line: str) -> None:
+    done = aoi("app", "--app-id", "com.example.chat", "--client", url)
+    assert (done.returncode, one_line(done), done.stdout) == (status, line, "")
+
+
+def test_app_without_a_client() -> None:
+    url = f"ws://127.0.0.1:{closed_port()}/"
+    done = aoi("app", "--app-id", "com.example.chat", "--client", url)
+    assert done.returncode == 1
+    assert one_line(done).startswith(f"aoi app: cannot reach the AOI Client at {url}: ")

@@ -19,7 +19,7 @@ import trio
 from aoi.net.client import connect
 from aoi.net.websocket import ConnectionClosed, WebSocket
 
-from .command import AOI, aoi, guide_section, installed_version
+from .command import A_REPR, AOI, aoi, guide_section, installed_version
 
 CONFIG = """
 [server]
@@ -42,7 +42,6 @@ credential = "secret"
 REASONS = ("invalid_credentials", "forbidden", "overloaded", "unsupported_version",
            "rate_limited", "draining")  # fmt: skip
 STATUSES = ("201", "400", "401", "403", "404", "410", "413", "429", "503")
-A_REPR = re.compile(r"^[A-Za-z_]\w*\(.*\)$|<[\w.]+ object at 0x")  # OSError('...'), <x object>
 
 
 @asynccontextmanager

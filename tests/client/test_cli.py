@@ -12,7 +12,7 @@ import trio
 
 from aoi.core.messages import Ack, Bye
 
-from ..cli.command import AOI, guide_section
+from ..cli.command import A_REPR, AOI, guide_section
 from .fakes import FakeServer, policy, serve_on_loopback
 
 APP = "com.example.chat"
@@ -81,6 +81,9 @@ def test_client_and_demo_app(tmp_path: Path) -> None:
             assert logs[-2]["outcome"] == "closed"  # closed by the client, not lost
             documented = guide_section("13.6")
             assert [e for e in events if f"`{e}`" not in documented] == []
+            assert [
+                e for e in logs for v in e.values() if isinstance(v, str) and A_REPR.search(v)
+            ] == []
             nursery.cancel_scope.cancel()
 
     trio.run(main)

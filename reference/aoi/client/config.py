@@ -28,7 +28,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from aoi.cli import LEVELS, CommandError, add_log_level, command_parser, http_url
+from aoi.cli import LEVELS, CommandError, add_log_level, checked_url, command_parser
 
 DEFAULT_APP_PORT = 7700
 
@@ -219,7 +219,7 @@ def _check_entry(
 
 def _check_url(url: str, place: str, problems: list[str]) -> None:
     try:
-        http_url(url)
+        checked_url(url)
     except CommandError as exc:
         problems.append(f"{place}: {exc}")
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import httpx
 
-from aoi.cli import CommandError, command_parser, http_url, tls_context
+from aoi.cli import CommandError, checked_url, command_parser, tls_context
 from aoi.logs import error_text
 
 
@@ -44,7 +44,7 @@ def main(argv: Sequence[str]) -> int:
 
 
 def drain(args: argparse.Namespace) -> int:
-    url = http_url(args.admin).rstrip("/") + "/v1/admin/drain"
+    url = checked_url(args.admin).rstrip("/") + "/v1/admin/drain"
     context = tls_context(args.ca_file)
     try:
         response = httpx.post(url, json={"drain": not args.off}, verify=context)
