@@ -25,7 +25,7 @@ DESCRIPTION = """\
 A demo app: registers with the AOI Client over AOI-1, then prints, one JSON object a line,
 its registration and every notification (which it acknowledges) and status event, so the
 system can be tried by hand. Exits 1 if the AOI Client cannot be reached or closes the
-connection.
+connection, 2 if --client is not a ws:// URL.
 """
 
 
