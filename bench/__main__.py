@@ -63,8 +63,8 @@ NOFILE = 131072  # 20k sessions and their load generators; root raises the hard 
 FULL = {
     "idle_sessions": [5000, 10000, 20000],
     "clients": 100,
-    "pushers": 2,
-    "connections_per_pusher": 64,
+    "in_flight": 128,  # throughput: AOI keep-alive connections, MQTT publish window
+    "connections": 64,  # latency and storm: the AOI pusher's keep-alive connections
     "rate_per_s": 1000.0,
     "window_s": 5.0,
     "storm_clients": 5000,
@@ -155,15 +155,13 @@ def conditions(wait_quiet: float) -> dict[str, Any]:
 def aoi(name: str, folder: Path, sizes: dict[str, Any]) -> dict[str, Any]:
     """One workload on the reference server, in ``folder``, at ``sizes`` (:data:`FULL`)."""
     seconds, clients, rate = sizes["window_s"], sizes["clients"], sizes["rate_per_s"]
-    connections, warmup = sizes["connections_per_pusher"], sizes["warmup_s"]
+    connections, warmup = sizes["connections"], sizes["warmup_s"]
     if name == "memory":
         return server.memory(folder, sizes["idle_sessions"])
     if name == "throughput":
-        return server.load(
-            folder, clients, sizes["pushers"], connections, 0, seconds, warmup=warmup
-        )
+        return server.load(folder, clients, sizes["in_flight"], 0, seconds, warmup=warmup)
     if name == "latency":
-        return server.load(folder, clients, 1, connections, rate, seconds, warmup=warmup)
+        return server.load(folder, clients, connections, rate, seconds, warmup=warmup)
     if name == "storm":
         return aoi_storm.storm(
             folder, sizes["storm_clients"], steady=sizes["storm_steady"], rate=rate,
@@ -194,7 +192,7 @@ def broker(name: str, sizes: dict[str, Any]) -> dict[str, Any]:
         if name == "memory":
             return mqtt.memory(running, sizes["idle_sessions"])
         if name == "throughput":  # as many publishes in flight as AOI pushes
-            window = sizes["pushers"] * sizes["connections_per_pusher"]
+            window = sizes["in_flight"]
             return mqtt.throughput(running, clients, seconds, warmup=warmup, window=window)
         if name == "latency":
             return mqtt.latency(running, rate, seconds, clients=clients, warmup=warmup)
@@ -234,9 +232,8 @@ def profile(folder: Path, sizes: dict[str, Any], out: Path) -> dict[str, Any]:
         )
 
     figures = server.load(
-        folder, sizes["clients"], sizes["pushers"], sizes["connections_per_pusher"], 0,
-        seconds + 1, on_window=attach,
-    )  # fmt: skip
+        folder, sizes["clients"], sizes["in_flight"], 0, seconds + 1, on_window=attach
+    )
     if not started:
         return {"error": "py-spy was not started"}
     _, errors = started[0].communicate(timeout=60)

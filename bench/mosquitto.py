@@ -37,8 +37,7 @@ from typing import Any
 
 from . import mqtt
 from .machine import cpu_seconds, machine_busy_since, machine_jiffies, raise_nofile
-from .mqtt_client import MESSAGE_EXPIRY_S, SESSION_EXPIRY_S
-from .mqtt_packets import KEEPALIVE_S, PAYLOAD_BYTES
+from .mqtt import KEEPALIVE_S, MESSAGE_EXPIRY_S, PAYLOAD_BYTES, SESSION_EXPIRY_S
 
 BROKER_NOFILE = 131072
 SBIN = "/usr/sbin:/usr/local/sbin:/usr/bin:/usr/local/bin"
@@ -327,7 +326,7 @@ def run(
     with Broker(persistence=persistence) as broker:
         report["broker"] = broker.describe()
     report["workload"] = {
-        "protocol": "MQTT 5.0 (bench.mqtt: raw asyncio client, one process per 5000 sessions)",
+        "protocol": "MQTT 5.0 (bench.loadgen: the C load generator, as for AOI)",
         "session": "CONNECT with user name and password, clean start, session expiry "
         f"{SESSION_EXPIRY_S} s, keepalive {KEEPALIVE_S} s; SUBSCRIBE "
         "aoi/<client_id>/chat at QoS 1",

@@ -1,9 +1,10 @@
-"""MQTT 5 codec of the Mosquitto benchmark (:mod:`bench.mqtt`), and the payload it pushes.
+"""An MQTT 5 codec in Python, and the payload the Mosquitto benchmark pushes: what the
+tests check the load generator's MQTT (bench/loadgen.c) with, written apart from it.
 
 Encoders and parsers of CONNECT, CONNACK, SUBSCRIBE, SUBACK, PUBLISH, PUBACK, PINGREQ, PINGRESP
 and DISCONNECT of MQTT 5.0, with their variable byte integer, string and property helpers; a
 :class:`PacketReader` that splits a byte stream into packets; and the payload of a push, a send
-stamp padded as ``bench.loadgen`` pads its pushes (:func:`make_payload`, :func:`read_stamp`).
+stamp padded as the generator pads its pushes (:func:`make_payload`, :func:`read_stamp`).
 """
 
 from __future__ import annotations

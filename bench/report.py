@@ -31,10 +31,11 @@ TITLES = {
     "reallocation": "Reallocation",
 }
 
-# The targets of the issue: memory per idle session, and AOI relative to Mosquitto.
-MEMORY_KB_MAX = 16.0
-THROUGHPUT_RATIO_MIN = 0.25
-P99_RATIO_MAX = 3.0
+# The targets: memory per idle session, and AOI relative to Mosquitto in the same run.
+MEMORY_KB_MAX = 10.0
+THROUGHPUT_RATIO_MIN = 0.12  # notifications acked per second of the server's CPU
+P99_RATIO_MAX = 2.0
+STORM_RATIO_MAX = 2.0
 
 # A path is a tuple of keys; in it, a pair (key, value) picks the item of a list whose key is
 # value, and a triple ("at_most", key, value) the one with the largest key not above value.
@@ -50,7 +51,7 @@ class Figure:
     aoi: Path_
     mosquitto: Path_ | None  # None: the reference only
     digits: int = 1
-    target: str | None = None  # "memory", "throughput" or "p99" (see :data:`TARGETS`)
+    target: str | None = None  # "memory", "throughput", "p99" or "storm" (:data:`TARGETS`)
     size: tuple[Path_, int] | None = None  # where the size measured is, and the one wanted
 
 
@@ -71,13 +72,15 @@ def figures(sizes: dict[str, Any]) -> list[Figure]:
     rows += [
         Figure(
             "throughput", f"notifications delivered and acked /s, {clients} clients",
-            ("acked_per_s",), ("acked_per_s",), 0, "throughput",
+            ("acked_per_s",), ("acked_per_s",), 0,
         ),
         Figure("throughput", "pushes accepted /s (201 / PUBACK)", ("accepted_per_s",),
                ("accepted_per_s",), 0),
         Figure("throughput", "server CPU, cores", ("server_cpu_cores",), ("server_cpu_cores",), 2),
         Figure("throughput", "notifications acked per server CPU second",
-               ("acked_per_server_cpu_s",), ("acked_per_server_cpu_s",), 0),
+               ("acked_per_server_cpu_s",), ("acked_per_server_cpu_s",), 0, "throughput"),
+        Figure("throughput", "load generator CPU µs per notification",
+               ("generator_cpu_us_per_notification",), ("generator_cpu_us_per_notification",), 1),
         Figure("latency", f"p50 ms, acceptance to receipt, {rate:,.0f}/s",
                (a201, "p50"), (puback, "p50"), 2),
         Figure("latency", f"p99 ms, acceptance to receipt, {rate:,.0f}/s",
@@ -87,9 +90,9 @@ def figures(sizes: dict[str, Any]) -> list[Figure]:
         Figure("latency", "p99 ms, push sent to receipt",
                ("latency_push_sent_to_receipt_ms", "p99"),
                ("latency_publish_sent_to_receipt_ms", "p99"), 2),
-        Figure("latency", "rate achieved /s", ("accepted_per_s",), ("achieved_rate_per_s",), 0),
+        Figure("latency", "rate achieved /s", ("accepted_per_s",), ("accepted_per_s",), 0),
         Figure("storm", f"s until all {storm:,} connecting clients are served",
-               ("all_connected_s",), ("all_connected_s",), 2),
+               ("all_connected_s",), ("all_connected_s",), 2, "storm"),
         Figure("storm", f"p99 ms of {steady} connected clients during the storm",
                ("steady_during_storm", a201, "p99"), ("steady_during_storm", puback, "p99"), 2),
         Figure("storm", "p99 ms of those clients before the storm",
@@ -168,6 +171,10 @@ TARGETS: dict[str, tuple[str, Callable[[Any, float | None], bool | None]]] = {
         f"AOI/Mosquitto <= {P99_RATIO_MAX:g}",
         lambda aoi, r: None if r is None else r <= P99_RATIO_MAX,
     ),
+    "storm": (
+        f"AOI/Mosquitto <= {STORM_RATIO_MAX:g}",
+        lambda aoi, r: None if r is None else r <= STORM_RATIO_MAX,
+    ),
 }
 
 
@@ -205,7 +212,8 @@ def rows(result: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def targets(table: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """The three targets of the issue, met or not (None: a figure is missing)."""
+    """The targets, met or not (None: a figure is missing). The storm's time is only
+    defined when every storm client was served, so a storm with one unserved has none."""
 
     def of(kind: str) -> list[dict[str, Any]]:
         text = TARGETS[kind][0]
@@ -216,7 +224,7 @@ def targets(table: Sequence[dict[str, Any]]) -> dict[str, Any]:
             return None
         return all(row["met"] for row in found)
 
-    memory, throughput, p99 = of("memory"), of("throughput"), of("p99")
+    memory, throughput, p99, storm = of("memory"), of("throughput"), of("p99"), of("storm")
     values = [row["aoi"] for row in memory if row["aoi"] is not None]
     return {
         "memory_per_idle_session_kb": {
@@ -230,6 +238,10 @@ def targets(table: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "p99_latency_ratio": {
             "target": f"<= {P99_RATIO_MAX:g}", "ratio": p99[0]["ratio"] if p99 else None,
             "met": verdict(p99),
+        },
+        "storm_ratio": {
+            "target": f"<= {STORM_RATIO_MAX:g}", "ratio": storm[0]["ratio"] if storm else None,
+            "met": verdict(storm),
         },
     }  # fmt: skip
 
@@ -348,7 +360,9 @@ def markdown(result: dict[str, Any]) -> str:
         f" target {t['throughput_ratio']['target']}); p99 latency "
         f"{met[t['p99_latency_ratio']['met']]} (ratio "
         f"{number(t['p99_latency_ratio']['ratio'], 2)}, target "
-        f"{t['p99_latency_ratio']['target']}).\n",
+        f"{t['p99_latency_ratio']['target']}); storm "
+        f"{met[t['storm_ratio']['met']]} (ratio {number(t['storm_ratio']['ratio'], 2)}, target "
+        f"{t['storm_ratio']['target']}).\n",
         "The machine is shared: how busy it was just before each workload started:\n",
         conditions_table(result),
     ]
@@ -404,13 +418,14 @@ def chart(result: dict[str, Any], path: Path) -> None:
 
     memory = [row for row in table if row["workload"] == "memory"]
     bars(axes[0][0], memory, [f"{n:,}" for n in result["sizes"]["idle_sessions"]],
-         "Memory per idle session (target ≤ 16 KB)", "KB")  # fmt: skip
+         f"Memory per idle session (target ≤ {MEMORY_KB_MAX:g} KB)", "KB")  # fmt: skip
     axes[0][0].axhline(MEMORY_KB_MAX, color="grey", linestyle="--", linewidth=1)
     axes[0][0].set_xlabel("idle sessions", fontsize=8)
 
-    throughput = [row for row in table if row["workload"] == "throughput"][:1]
+    throughput = [row for row in table if row["target"] == TARGETS["throughput"][0]]
     bars(axes[0][1], throughput, [f"{result['sizes']['clients']} clients"],
-         "Throughput (target ≥ ¼ of Mosquitto)", "notifications acked /s")  # fmt: skip
+         f"Throughput per server CPU second (target ≥ {THROUGHPUT_RATIO_MIN:g} x Mosquitto)",
+         "notifications acked per CPU second")  # fmt: skip
     if throughput and isinstance(throughput[0]["mosquitto"], int | float):
         axes[0][1].axhline(
             throughput[0]["mosquitto"] * THROUGHPUT_RATIO_MIN, color="grey", linestyle="--",
@@ -420,11 +435,12 @@ def chart(result: dict[str, Any], path: Path) -> None:
     latency = [row for row in table if row["workload"] == "latency"][:3]
     bars(axes[0][2], latency, ["p50", "p99", "p999"],
          f"Latency at {result['sizes']['rate_per_s']:,.0f}/s, acceptance to receipt "
-         "(target p99 ≤ 3x)", "ms (log)", log=True)  # fmt: skip
+         f"(target p99 ≤ {P99_RATIO_MAX:g}x)", "ms (log)", log=True)  # fmt: skip
 
     storm = [row for row in table if row["workload"] == "storm"]
     bars(axes[1][0], storm[:1], [f"{result['sizes']['storm_clients']:,} clients"],
-         "Connection storm: time until all served", "s")  # fmt: skip
+         f"Connection storm: time until all served (target ≤ {STORM_RATIO_MAX:g}x)",
+         "s")  # fmt: skip
     bars(axes[1][1], storm[1:3], ["during the storm", "before it"],
          f"p99 of {result['sizes']['storm_steady']} connected clients", "ms")  # fmt: skip
 

@@ -9,10 +9,11 @@ neither their memory nor their CPU is the server's. Prints one JSON document.
 
 - memory: VmRSS of the server before and after N authenticated idle sessions (hello,
   welcome, register one app); per session = delta / N. Target <= 16 KB.
-- throughput: ``--clients`` sessions acking everything, pushers in closed loop on keep-alive
-  connections; notifications acked at the clients per second. Target >= 10,000/s.
+- throughput: ``--clients`` sessions acking everything, a pusher in closed loop on keep-alive
+  connections; notifications acked at the clients per second, and per second of the
+  server's CPU; the load generator's CPU per notification.
 - latency: pushes at a fixed ``--rate``; per notification, the client's receipt minus the
-  pusher's 201 (``time.monotonic`` is one clock for every process). Target p99 < 10 ms.
+  pusher's 201 (``time.monotonic`` is one clock for every process).
   ``--rate 250,500,1000`` measures each rate in turn.
 
 :func:`exact` is the throughput machinery with a fixed number of pushes instead of a time
@@ -24,7 +25,6 @@ server and for Mosquitto.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import signal
@@ -36,13 +36,16 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
+from urllib.parse import urlsplit
 
-from .loadgen import percentiles
-from .machine import cpu_seconds, raise_nofile
+from . import loadgen
+from .loadgen import finish, line, reap
+from .machine import raise_nofile
 
 ROOT = Path(__file__).resolve().parent.parent
 KEY = "bench-key-0123456789"
+NAMES = ("201", "push_sent")  # what acceptance and sending are, in the latencies' names
 APP = "com.example.bench"
 SOURCES = ",".join(f"127.0.0.{n}" for n in range(2, 10))
 PER_PROCESS = 2500  # sessions per load-generator process
@@ -107,57 +110,29 @@ def pressure() -> dict[str, float]:
 
 
 def rss_kb(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
+    for row in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if row.startswith("VmRSS:"):
+            return int(row.split()[1])
     raise RuntimeError("no VmRSS")
 
 
-def spawn(role: str, *args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "bench.loadgen", role, *args],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT,
-    )  # fmt: skip
-
-
-def line(process: subprocess.Popen[str]) -> dict[str, Any]:
-    assert process.stdout is not None
-    text = process.stdout.readline()
-    if not text:
-        raise RuntimeError(f"load generator {process.args} exited with {process.wait()}")
-    document: dict[str, Any] = json.loads(text)
-    return document
-
-
 def clients(aoi2: str, first: int, count: int, *extra: str) -> subprocess.Popen[str]:
-    return spawn(
-        "clients", "--aoi2", aoi2, "--first", str(first), "--count", str(count),
+    """A generator process holding AOI-2 sessions ``dev-<first>`` .. (see bench/loadgen.c)."""
+    url = urlsplit(aoi2)
+    return loadgen.spawn(
+        "aoi-clients", "--host", url.hostname or "127.0.0.1", "--port", str(url.port or 80),
+        "--path", url.path or "/aoi", "--first", str(first), "--count", str(count),
         "--sources", SOURCES, "--app-id", APP, *extra,
     )  # fmt: skip
 
 
-def reap(processes: list[subprocess.Popen[str]]) -> None:
-    """Kill whichever of ``processes`` still runs (after a failure: none is left behind),
-    and close every pipe to them."""
-    for process in processes:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        for pipe in (process.stdin, process.stdout):
-            if pipe is not None:
-                with contextlib.suppress(OSError):
-                    pipe.close()
-
-
-def finish(process: subprocess.Popen[str]) -> dict[str, Any]:
-    stdin: IO[str] | None = process.stdin
-    assert stdin is not None
-    stdin.close()
-    done = line(process)
-    process.wait(timeout=30)
-    assert process.stdout is not None
-    process.stdout.close()
-    return done
+def pusher(http: str, tokens: Path, *extra: str) -> subprocess.Popen[str]:
+    """A generator process pushing round robin to ``tokens`` (a file, one a line)."""
+    url = urlsplit(http)
+    return loadgen.spawn(
+        "aoi-pusher", "--host", url.hostname or "127.0.0.1", "--port", str(url.port or 80),
+        "--key", KEY, "--targets", str(tokens), *extra,
+    )  # fmt: skip
 
 
 # --- memory ------------------------------------------------------------------------------
@@ -214,7 +189,6 @@ def memory(folder: Path, steps: list[int]) -> dict[str, Any]:
 def load(
     folder: Path,
     sessions: int,
-    pushers: int,
     connections: int,
     rate: float,
     seconds: float,
@@ -222,66 +196,38 @@ def load(
     warmup: float = 1.5,
     on_window: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
-    """``rate`` 0: closed loop (throughput), else a fixed rate split over the pushers.
+    """``rate`` 0: closed loop (throughput), else a fixed rate (latency); one pusher process
+    with ``connections`` keep-alive connections, one push in flight on each.
 
     ``on_window`` is called with the server's pid as the counting window opens (a profiler).
     """
     started = time.monotonic()
-    record = rate > 0
+    record = ["--record"] if rate > 0 else []
     with server(folder, sessions) as (process, here):
-        holder = clients(here["aoi2"], 0, sessions, *(["--record"] if record else []))
-        procs: list[subprocess.Popen[str]] = []
+        holder = clients(here["aoi2"], 0, sessions, *record)
         try:
             ready = line(holder)
             assert ready["failed"] == 0, ready
-            tokens = folder / "tokens.json"
-            tokens.write_text(json.dumps(ready["tokens"]))
-            begin = time.monotonic() + 1.0  # time to connect
-            window = (begin + warmup, begin + warmup + seconds)
-            assert holder.stdin is not None
-            holder.stdin.write(json.dumps({"start": window[0], "end": window[1]}) + "\n")
-            holder.stdin.flush()
-            procs += [
-                spawn("pusher", "--http", here["http"], "--key", KEY, "--tokens", str(tokens),
-                      "--connections", str(connections), "--rate", str(rate / pushers),
-                      "--begin", str(begin), "--start", str(window[0]), "--end", str(window[1]),
-                      *(["--record"] if record else []))
-                for _ in range(pushers)
-            ]  # fmt: skip
-            time.sleep(max(0.0, window[0] - time.monotonic()))
-            if on_window is not None:
-                on_window(process.pid)
-            watched: list[subprocess.Popen[Any]] = [process, holder, *procs]
-            cpu_before = [cpu_seconds(p.pid) for p in watched]
-            time.sleep(max(0.0, window[1] - time.monotonic()))
-            cpu = [
-                round((cpu_seconds(p.pid) - c) / seconds, 2)
-                for p, c in zip(watched, cpu_before, strict=True)
-            ]
-            pushed = [line(p) for p in procs]
-            for p in procs:
-                p.wait(timeout=30)
-            time.sleep(1.0)  # the last deliveries
-            done = finish(holder)
+            tokens = folder / "tokens.txt"
+            tokens.write_text("".join(f"{token}\n" for token in ready["tokens"]))
+
+            def pushers(begin: float, window: tuple[float, float]) -> list[subprocess.Popen[str]]:
+                return [pusher(
+                    here["http"], tokens, "--connections", str(connections), "--rate", str(rate),
+                    "--begin", f"{begin:.6f}", "--start", f"{window[0]:.6f}",
+                    "--end", f"{window[1]:.6f}", *record,
+                )]  # fmt: skip
+
+            result = loadgen.drive(
+                process.pid, holder, pushers, seconds, warmup, NAMES, on_window=on_window
+            )
             rss = rss_kb(process.pid)
         finally:
-            reap([holder, *procs])
-    result: dict[str, Any] = {
-        "pressure": pressure(), "sessions": sessions, "pushers": pushers,
-        "connections_per_pusher": connections, "window_s": seconds,
-        "accepted_per_s": round(sum(p["accepted_in_window"] for p in pushed) / seconds),
-        "acked_per_s": round(done["acked_in_window"] / seconds),
-        "server_cpu_cores": cpu[0], "clients_cpu_cores": cpu[1], "pushers_cpu_cores": cpu[2:],
-        "server_rss_kb": rss,
-        "statuses": sum_counts(p["statuses"] for p in pushed),
-        "late_pushes": sum(p["late"] for p in pushed), "sessions_lost": done["sessions_lost"],
-        "duplicates": done["duplicates"],
-        "acked_per_server_cpu_s": round(done["acked_in_window"] / (cpu[0] * seconds))
-        if cpu[0] else None,
-    }  # fmt: skip
-    if record:
-        result.update(latencies(pushed, done["receipts"]))
-    result["seconds"] = round(time.monotonic() - started, 1)
+            reap([holder])
+    result.update(
+        pressure=pressure(), sessions=sessions, connections=connections, server_rss_kb=rss,
+        seconds=round(time.monotonic() - started, 1),
+    )  # fmt: skip
     return result
 
 
@@ -313,22 +259,19 @@ def exact(
         procs = [holder]
         try:
             ready = line(holder)
-            tokens = folder / "tokens.json"
-            tokens.write_text(json.dumps(ready["tokens"]))
+            tokens = folder / "tokens.txt"
+            tokens.write_text("".join(f"{token}\n" for token in ready["tokens"]))
             deadline = time.monotonic() + timeout
-            pusher = spawn(
-                "pusher", "--http", here["http"], "--key", KEY, "--tokens", str(tokens),
-                "--connections", str(connections), "--count", str(pushes), "--start", "0",
-                "--end", str(deadline), "--record",
+            pushing = pusher(
+                here["http"], tokens, "--connections", str(connections), "--count", str(pushes),
+                "--start", "0", "--end", f"{deadline:.6f}", "--record",
             )  # fmt: skip
-            procs.append(pusher)
-            pushed = line(pusher)
-            pusher.wait(timeout=30)
+            procs.append(pushing)
+            pushed = line(pushing)
+            pushing.wait(timeout=30)
             accepted = set(pushed["accepted"])
-            assert holder.stdin is not None
             while True:  # until the clients have acked every accepted push (or the deadline)
-                holder.stdin.write('{"stats": 1}\n')
-                holder.stdin.flush()
+                loadgen.command(holder, "stats")
                 if line(holder)["acked"] >= len(accepted) or time.monotonic() > deadline:
                     break
                 time.sleep(0.05)
@@ -356,35 +299,11 @@ def exact(
     }  # fmt: skip
 
 
-def sum_counts(counts: Any) -> dict[str, int]:
-    total: dict[str, int] = {}
-    for c in counts:
-        for k, v in c.items():
-            total[k] = total.get(k, 0) + v
-    return total
-
-
-def latencies(pushed: list[dict[str, Any]], receipts: dict[str, list[float]]) -> dict[str, Any]:
-    accepted: dict[str, float] = {}
-    for p in pushed:
-        accepted.update(p["accepted"])
-    after_201 = sorted(receipts[i][0] - t for i, t in accepted.items() if i in receipts)
-    end_to_end = sorted(receipts[i][0] - receipts[i][1] for i in accepted if i in receipts)
-    return {
-        "latency_201_to_receipt_ms": percentiles(after_201),
-        "latency_push_sent_to_receipt_ms": percentiles(end_to_end),
-        "receipt_before_201_seen": sum(v < 0 for v in after_201),
-        "not_received": sum(i not in receipts for i in accepted),
-        "push_round_trip_ms": [p["round_trip_ms"] for p in pushed],
-    }
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sessions", default="5000,10000,20000")
     parser.add_argument("--clients", type=int, default=100)
-    parser.add_argument("--pushers", type=int, default=2, help="pusher processes (throughput)")
-    parser.add_argument("--connections", type=int, default=64, help="per pusher (throughput)")
+    parser.add_argument("--connections", type=int, default=128, help="pushes in flight")
     parser.add_argument("--rate", default="1000", help="pushes/s for latency; a list: one run each")
     parser.add_argument("--latency-connections", type=int, default=64)
     parser.add_argument("--seconds", type=float, default=5.0)
@@ -401,12 +320,10 @@ def main() -> None:
         if "memory" in args.only:
             report["memory"] = memory(folder, [int(n) for n in args.sessions.split(",")])
         if "throughput" in args.only:
-            report["throughput"] = load(
-                folder, args.clients, args.pushers, args.connections, 0, args.seconds
-            )
+            report["throughput"] = load(folder, args.clients, args.connections, 0, args.seconds)
         if "latency" in args.only:
             report["latency"] = [
-                load(folder, args.clients, 1, args.latency_connections, float(rate), args.seconds)
+                load(folder, args.clients, args.latency_connections, float(rate), args.seconds)
                 for rate in args.rate.split(",")
             ]
     report["load_average_after"] = os.getloadavg()

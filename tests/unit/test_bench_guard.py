@@ -32,8 +32,8 @@ TINY: dict[str, Any] = {
     **bench_main.FULL,
     "idle_sessions": [20],
     "clients": 5,
-    "pushers": 1,
-    "connections_per_pusher": 4,
+    "in_flight": 4,
+    "connections": 4,
     "rate_per_s": 200.0,
     "window_s": 0.3,
     "storm_clients": 40,
@@ -130,18 +130,19 @@ def test_the_mosquitto_results_have_every_key_the_table_needs() -> None:
 # --- the table, from fixed figures ---------------------------------------------------------
 
 
-def figures(kb: float, aoi_acked: int, aoi_p99: float) -> dict[str, Any]:
-    """A result with every key the table reads; Mosquitto: 8,000/s, p99 2 ms."""
+def figures(kb: float, aoi_acked: int, aoi_p99: float, aoi_storm_s: float = 3.0) -> dict[str, Any]:
+    """A result with every key the table reads; Mosquitto: 8,000/s (and per CPU second),
+    p99 2 ms, storm 3 s."""
     sizes = {**TINY, "idle_sessions": [5000, 20000]}
 
-    def side(per_session_kb: float, acked: int, p99: float) -> dict[str, Any]:
+    def side(per_session_kb: float, acked: int, p99: float, storm_s: float) -> dict[str, Any]:
         latency = {"p50": p99 / 4, "p99": p99, "p999": p99 * 2}
         steps = [
             {"sessions": 5000, "per_session_kb": per_session_kb},
             {"sessions": 19936, "per_session_kb": per_session_kb},  # capped: RLIMIT_NOFILE
         ]
         storm = {
-            "all_connected_s": 3.0, "failed": 0, "server_cpu_ms_per_client": 0.5,
+            "all_connected_s": storm_s, "failed": 0, "server_cpu_ms_per_client": 0.5,
             "steady_during_storm": {"latency_201_to_receipt_ms": latency,
                                     "latency_puback_to_receipt_ms": latency},
             "steady_before_storm": {"latency_201_to_receipt_ms": latency,
@@ -151,38 +152,41 @@ def figures(kb: float, aoi_acked: int, aoi_p99: float) -> dict[str, Any]:
             "memory": {"steps": steps},
             "throughput": {
                 "acked_per_s": acked, "accepted_per_s": acked, "server_cpu_cores": 1.0,
-                "acked_per_server_cpu_s": acked,
+                "acked_per_server_cpu_s": acked, "generator_cpu_us_per_notification": 20.0,
             },
             "latency": {
                 "latency_201_to_receipt_ms": latency, "latency_puback_to_receipt_ms": latency,
                 "latency_push_sent_to_receipt_ms": latency,
                 "latency_publish_sent_to_receipt_ms": latency,
-                "accepted_per_s": 200, "achieved_rate_per_s": 200,
+                "accepted_per_s": 200,
             },
             "storm": storm,
         }  # fmt: skip
 
-    aoi = side(kb, aoi_acked, aoi_p99)
+    aoi = side(kb, aoi_acked, aoi_p99, aoi_storm_s)
     aoi["reallocation"] = {"all_served_or_direct_s": 1.5, "served": 10, "reallocation_ms": {
         "p99": 80.0}}  # fmt: skip
-    return {"sizes": sizes, "aoi": aoi, "mosquitto": side(1.5, 8000, 2.0)}
+    return {"sizes": sizes, "aoi": aoi, "mosquitto": side(1.5, 8000, 2.0, 3.0)}
 
 
 @pytest.mark.parametrize(
-    ("kb", "acked", "p99", "met"),
+    ("kb", "acked", "p99", "storm_s", "met"),
     [
-        (16.0, 2000, 6.0, (True, True, True)),  # every target exactly at its bound
-        (16.01, 1999, 6.01, (False, False, False)),
-        (12.0, 9000, 1.0, (True, True, True)),
+        (10.0, 960, 4.0, 6.0, (True, True, True, True)),  # every target exactly at its bound
+        (10.01, 959, 4.01, 6.01, (False, False, False, False)),
+        (8.0, 9000, 1.0, 2.0, (True, True, True, True)),
     ],
 )
-def test_ratios_and_targets(kb: float, acked: int, p99: float, met: tuple[bool, ...]) -> None:
-    result = figures(kb, acked, p99)
+def test_ratios_and_targets(
+    kb: float, acked: int, p99: float, storm_s: float, met: tuple[bool, ...]
+) -> None:
+    result = figures(kb, acked, p99, storm_s)
     assert report.missing(result) == []
     rows = report.rows(result)
     by = {row["figure"]: row for row in rows}
-    throughput = by["notifications delivered and acked /s, 5 clients"]
+    throughput = by["notifications acked per server CPU second"]
     assert throughput["ratio"] == round(acked / 8000, 3)
+    assert by["s until all 40 connecting clients are served"]["ratio"] == round(storm_s / 3.0, 3)
     assert by["p99 ms, acceptance to receipt, 200/s"]["ratio"] == round(p99 / 2.0, 3)
     assert by["KB per authenticated idle session, 20,000 sessions"]["note"] == (
         "measured at 19,936 for AOI reference and 19,936 for Mosquitto: RLIMIT_NOFILE"
@@ -192,6 +196,7 @@ def test_ratios_and_targets(kb: float, acked: int, p99: float, met: tuple[bool, 
         targets["memory_per_idle_session_kb"]["met"],
         targets["throughput_ratio"]["met"],
         targets["p99_latency_ratio"]["met"],
+        targets["storm_ratio"]["met"],
     ) == met
     assert by["s until all 10 clients are on the alternates"]["aoi"] == 1.5
     assert by["s until all 10 clients are on the alternates"]["mosquitto"] is None
@@ -199,11 +204,11 @@ def test_ratios_and_targets(kb: float, acked: int, p99: float, met: tuple[bool, 
 
 def test_a_missing_figure_is_named_and_leaves_its_target_open() -> None:
     result = figures(12.0, 4000, 3.0)
-    del result["mosquitto"]["throughput"]["acked_per_s"]
+    del result["mosquitto"]["throughput"]["acked_per_server_cpu_s"]
     del result["aoi"]["memory"]["steps"][0]["per_session_kb"]
     assert report.missing(result) == [
         "aoi.memory.steps.[sessions=5000].per_session_kb",
-        "mosquitto.throughput.acked_per_s",
+        "mosquitto.throughput.acked_per_server_cpu_s",
     ]
     targets = report.targets(report.rows(result))
     assert targets["throughput_ratio"]["met"] is None
@@ -228,7 +233,8 @@ def test_the_markdown_table_and_the_chart(tmp_path: Path) -> None:
     result["targets"] = report.targets(result["rows"])
     table = report.markdown_table(result)
     assert len(table.splitlines()) == 2 + len(result["rows"])
-    assert "| 4,000 | 8,000 | 0.50x | AOI/Mosquitto >= 0.25 | yes |" in table
+    assert "| 4,000 | 8,000 | 0.50x | AOI/Mosquitto >= 0.12 | yes |" in table
+    assert "| load generator CPU µs per notification | 20.0 | 20.0 | 1.00x |  | - |" in table
     page = report.markdown(result)
     assert "`python -m bench`" in page
     pytest.importorskip("matplotlib")
