@@ -333,11 +333,21 @@ def profile_section(profile: dict[str, Any]) -> str:
     if floor:
         lines += [
             "",
-            f"The floor of the stack (`python -m bench.stack_floor`: the libraries alone, no "
-            f"server logic, event loop or system call): h11 {floor['h11_us']:g} µs, wsproto "
-            f"{floor['wsproto_us']:g} µs, JSON and schemas {floor['codec_us']:g} µs per "
-            f"notification, {floor['floor_us']:g} µs in all: at most "
-            f"{floor['ceiling_per_core_per_s']:,} notifications/s per CPU core.",
+            "The floor of the stack (`python -m bench.stack_floor`: the libraries alone, no "
+            "server logic, event loop or system call), µs of CPU per notification:",
+            "",
+            "| Part | Today | Next |",
+            "|---|--:|--:|",
+            f"| HTTP: push parsed, 201 written | h11 {floor['h11_us']:g} | httptools, prebuilt "
+            f"201: {floor['httptools_us']:g} |",
+            f"| WebSocket: notify out, ack in | wsproto {floor['wsproto_us']:g} | plain writer, "
+            f"websockets' reader: {floor['plain_writer_websockets_us']:g} (websockets both "
+            f"ways: {floor['websockets_us']:g}) |",
+            f"| Codec | notify validated again: {floor['codec_us']:g} | not validated again: "
+            f"{floor['codec_no_revalidation_us']:g} |",
+            f"| In all | {floor['floor_us']:g}: at most {floor['ceiling_per_core_per_s']:,}/s "
+            f"per core | {floor['new_floor_us']:g}: at most "
+            f"{floor['new_ceiling_per_core_per_s']:,}/s per core |",
         ]
     return "\n".join(lines) + "\n"
 

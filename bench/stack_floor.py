@@ -1,13 +1,24 @@
-"""The floor of the server's stack: CPU per notification of the libraries alone.
+"""The floor of the server's stack: CPU per notification of the libraries alone, the
+server's current ones beside those it is moving to, measured in the same run.
 
     python -m bench.stack_floor [--seconds 2]
 
 One notification through the reference server costs at least what its HTTP and WebSocket
 libraries and its codec do for it, with no server logic, no store, no event loop and no
-system call: h11 parses the push request and writes the 201; the codec validates the push
-body, encodes the notify and decodes the ack; wsproto frames the notify and reads the
-masked ack frame. The sum bounds the notifications per second one CPython core can carry,
-to compare with what ``bench.server`` measures end to end.
+system call. Each part is measured on its own, per notification:
+
+- HTTP, the push request parsed and its 201 written: h11 with the 201 written by h11 (as
+  the server does today), h11 with a prebuilt 201, and httptools (llhttp) with a prebuilt
+  201;
+- WebSocket, the notify framed out and the client's masked ack frame read in: wsproto;
+  websockets' sans-IO protocol (its C speedups unmask); and a plain writer of unmasked
+  server frames with that protocol as the reader;
+- the codec: the push body parsed and validated, the notify encoded, the ack decoded; with
+  the notify validated again on its way out (today) and without.
+
+``floor_us`` sums today's parts (h11 + wsproto + the validating codec), ``new_floor_us``
+the new ones (httptools + the plain writer and websockets' reader + the codec without
+re-validation); each says how many notifications one CPython core could carry at most.
 """
 
 from __future__ import annotations
@@ -19,7 +30,12 @@ from collections.abc import Callable
 
 import aoi_schemas
 import h11
+import httptools
 import jsonschema_rs
+from websockets.client import ClientProtocol
+from websockets.frames import Frame, Opcode
+from websockets.server import ServerProtocol
+from websockets.uri import parse_uri
 from wsproto.connection import Connection, ConnectionType
 from wsproto.events import Message, TextMessage
 
@@ -40,64 +56,181 @@ NOTIFY = Notify(
     payload='{"title":"New message","unread":3}', priority="high", ttl_s=3600,
     created_at="2026-11-25T12:00:00Z",
 )  # fmt: skip
+ANSWER = b'{"id":"n-8f1e2a4b6c8d0e2f","ttl_s":3600}'
+HEADERS = [
+    (b"content-type", b"application/json"),
+    (b"location", b"/v1/messages/n-8f1e2a4b6c8d0e2f"),
+    (b"content-length", str(len(ANSWER)).encode()),
+]
+PREBUILT_201 = (
+    b"HTTP/1.1 201 Created\r\n"
+    + b"".join(name + b": " + value + b"\r\n" for name, value in HEADERS)
+    + b"\r\n"
+    + ANSWER
+)
+ACK = json.dumps(Ack(ids=(NOTIFY.id,)).to_wire(), separators=(",", ":"))
 
 
-def http_exchange() -> Callable[[], None]:
-    """h11: one push request in, one 201 out, ready for the next (keep-alive)."""
+# --- HTTP ---------------------------------------------------------------------------------
+
+
+def h11_exchange(prebuilt: bool = False) -> Callable[[], bytes]:
+    """h11: one push request in, its 201 out (written by h11, or ``prebuilt``), ready for
+    the next one on the same connection."""
     conn = h11.Connection(h11.SERVER)
-    headers = [
-        (b"content-type", b"application/json"),
-        (b"location", b"/v1/messages/n-8f1e2a4b6c8d0e2f"),
-        (b"content-length", b"42"),
-    ]
 
-    def once() -> None:
+    def once() -> bytes:
         conn.receive_data(REQUEST)
-        while not isinstance(conn.next_event(), h11.EndOfMessage):
-            pass
-        conn.send(h11.Response(status_code=201, headers=headers))
-        conn.send(h11.Data(data=b'{"id":"n-8f1e2a4b6c8d0e2f","ttl_s":3600}\r\n'))
+        while type(event := conn.next_event()) is not h11.EndOfMessage:
+            assert event is not h11.NEED_DATA
+        if prebuilt:
+            out = PREBUILT_201
+            conn.send(h11.Response(status_code=201, headers=HEADERS))  # h11's own bookkeeping
+            conn.send(h11.Data(data=ANSWER))
+        else:
+            out = conn.send(h11.Response(status_code=201, headers=HEADERS)) or b""
+            out += conn.send(h11.Data(data=ANSWER)) or b""
         conn.send(h11.EndOfMessage())
         conn.start_next_cycle()
+        return out
 
     return once
 
 
-def websocket_exchange() -> Callable[[], None]:
+class _Request:
+    """What the server keeps of a request as llhttp parses it."""
+
+    def __init__(self) -> None:
+        self.url = b""
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.body: list[bytes] = []
+        self.complete = False
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.append((name, value))
+
+    def on_body(self, body: bytes) -> None:
+        self.body.append(body)
+
+    def on_message_complete(self) -> None:
+        self.complete = True
+
+
+def httptools_exchange() -> Callable[[], bytes]:
+    """httptools (llhttp): one push request in, a prebuilt 201 out, keep-alive."""
+    request = _Request()
+    parser = httptools.HttpRequestParser(request)
+
+    def once() -> bytes:
+        request.url, request.headers, request.body, request.complete = b"", [], [], False
+        parser.feed_data(REQUEST)
+        assert request.complete and parser.get_method() == b"POST" and parser.should_keep_alive()
+        assert b"".join(request.body) == BODY
+        return PREBUILT_201
+
+    return once
+
+
+# --- WebSocket ------------------------------------------------------------------------------
+
+
+def wsproto_exchange() -> Callable[[], bytes]:
     """wsproto: the notify framed out, the client's masked ack frame read in."""
     server = Connection(ConnectionType.SERVER)
     client = Connection(ConnectionType.CLIENT)
     notify = json.dumps(NOTIFY.to_wire())
-    ack = client.send(TextMessage(data='{"type":"ack","ids":["n-8f1e2a4b6c8d0e2f"]}'))
+    ack = client.send(TextMessage(data=ACK))
 
-    def once() -> None:
-        server.send(TextMessage(data=notify))
+    def once() -> bytes:
+        out = server.send(TextMessage(data=notify))
         server.receive_data(ack)
         for event in server.events():
             assert isinstance(event, Message)
+        return out
 
     return once
 
 
-def codec_work() -> Callable[[], None]:
-    """The contract: push body parsed and validated, notify encoded, ack decoded."""
-    aoi2 = Codec.from_contract("aoi2")
+def websockets_pair() -> tuple[ServerProtocol, bytes]:
+    """websockets' sans-IO server protocol, open, and a client's masked ack frame."""
+    client, server = ClientProtocol(parse_uri("ws://127.0.0.1/aoi")), ServerProtocol()
+    client.send_request(client.connect())
+    server.receive_data(b"".join(client.data_to_send()))
+    (request,) = server.events_received()
+    server.send_response(server.accept(request))
+    client.receive_data(b"".join(server.data_to_send()))
+    client.send_text(ACK.encode())
+    return server, b"".join(client.data_to_send())
+
+
+def _read_ack(server: ServerProtocol, ack: bytes) -> None:
+    server.receive_data(ack)
+    for frame in server.events_received():
+        assert isinstance(frame, Frame) and frame.opcode is Opcode.TEXT
+
+
+def websockets_exchange() -> Callable[[], bytes]:
+    """websockets' sans-IO protocol both ways: notify out, ack in."""
+    server, ack = websockets_pair()
+    notify = json.dumps(NOTIFY.to_wire()).encode()
+
+    def once() -> bytes:
+        server.send_text(notify)
+        out = b"".join(server.data_to_send())
+        _read_ack(server, ack)
+        return out
+
+    return once
+
+
+def server_frame(payload: bytes) -> bytes:
+    """One unmasked text frame, as a server sends it (RFC 6455 5.2)."""
+    n = len(payload)
+    if n < 126:
+        return bytes((0x81, n)) + payload
+    if n < 65536:
+        return bytes((0x81, 126)) + n.to_bytes(2, "big") + payload
+    return bytes((0x81, 127)) + n.to_bytes(8, "big") + payload
+
+
+def plain_writer_exchange() -> Callable[[], bytes]:
+    """The notify framed by :func:`server_frame`, the ack read by websockets' protocol."""
+    server, ack = websockets_pair()
+    notify = json.dumps(NOTIFY.to_wire()).encode()
+
+    def once() -> bytes:
+        out = server_frame(notify)
+        _read_ack(server, ack)
+        return out
+
+    return once
+
+
+# --- the codec ----------------------------------------------------------------------------
+
+
+def codec_work(validate_outgoing: bool = True) -> Callable[[], None]:
+    """The contract: push body parsed and validated, notify encoded (validated again when
+    ``validate_outgoing``), ack decoded."""
+    aoi2 = Codec.from_contract("aoi2", validate_outgoing=validate_outgoing)
     documents = aoi_schemas.schemas()
     push = jsonschema_rs.validator_for(
         documents[aoi_schemas.schema_id("aoi3/push_request.json")],
         registry=jsonschema_rs.Registry(list(documents.items())),
     )
-    ack = json.dumps(Ack(ids=("n-8f1e2a4b6c8d0e2f",)).to_wire())
 
     def once() -> None:
         assert push.is_valid(json.loads(BODY))
         aoi2.encode(NOTIFY)
-        aoi2.decode(ack)
+        aoi2.decode(ACK)
 
     return once
 
 
-def per_call_us(work: Callable[[], None], seconds: float) -> float:
+def per_call_us(work: Callable[[], object], seconds: float) -> float:
     calls, start = 0, time.perf_counter()
     while (elapsed := time.perf_counter() - start) < seconds:
         for _ in range(500):
@@ -106,17 +239,29 @@ def per_call_us(work: Callable[[], None], seconds: float) -> float:
     return elapsed / calls * 1e6
 
 
+OLD = ("h11_us", "wsproto_us", "codec_us")
+NEW = ("httptools_us", "plain_writer_websockets_us", "codec_no_revalidation_us")
+
+
 def measure(seconds: float) -> dict[str, float]:
+    """Every part, each for ``seconds``, one after the other in this process."""
     parts = {
-        "h11_us": per_call_us(http_exchange(), seconds),
-        "wsproto_us": per_call_us(websocket_exchange(), seconds),
+        "h11_us": per_call_us(h11_exchange(), seconds),
+        "h11_prebuilt_201_us": per_call_us(h11_exchange(prebuilt=True), seconds),
+        "httptools_us": per_call_us(httptools_exchange(), seconds),
+        "wsproto_us": per_call_us(wsproto_exchange(), seconds),
+        "websockets_us": per_call_us(websockets_exchange(), seconds),
+        "plain_writer_websockets_us": per_call_us(plain_writer_exchange(), seconds),
         "codec_us": per_call_us(codec_work(), seconds),
+        "codec_no_revalidation_us": per_call_us(codec_work(validate_outgoing=False), seconds),
     }
-    floor = sum(parts.values())
+    floor, new_floor = sum(parts[k] for k in OLD), sum(parts[k] for k in NEW)
     return {
-        **{k: round(v, 1) for k, v in parts.items()},
+        **{k: round(v, 2) for k, v in parts.items()},
         "floor_us": round(floor, 1),
         "ceiling_per_core_per_s": round(1e6 / floor),
+        "new_floor_us": round(new_floor, 1),
+        "new_ceiling_per_core_per_s": round(1e6 / new_floor),
     }
 
 
