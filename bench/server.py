@@ -33,7 +33,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -68,7 +68,11 @@ def config(clients: int) -> str:
 
 
 @contextmanager
-def server(folder: Path, clients: int) -> Iterator[tuple[subprocess.Popen[bytes], dict[str, str]]]:
+def server(
+    folder: Path, clients: int, launcher: Sequence[str] = ("-m", "aoi")
+) -> Iterator[tuple[subprocess.Popen[bytes], dict[str, str]]]:
+    """``aoi server`` (started with ``python <launcher> server ...``) for ``clients`` clients,
+    and what its ready file says (its URLs)."""
     for old in folder.glob("bench.db*"):
         old.unlink()
     (folder / "server.toml").write_text(config(clients))
@@ -76,7 +80,7 @@ def server(folder: Path, clients: int) -> Iterator[tuple[subprocess.Popen[bytes]
     ready.unlink(missing_ok=True)
     with (folder / "server.log").open("ab") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "aoi", "server", "--config", str(folder / "server.toml"),
+            [sys.executable, *launcher, "server", "--config", str(folder / "server.toml"),
              "--ready-file", str(ready), "--log-level", "warning"],
             stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
         )  # fmt: skip
