@@ -310,6 +310,8 @@ def profile_section(profile: dict[str, Any]) -> str:
     if not profile or "error" in profile:
         return f"py-spy: {profile.get('error', 'not run')}\n" if profile else ""
     inclusive = profile.get("inclusive", {})
+    acked, cores = profile["acked_per_s_while_profiled"], profile["server_cpu_cores_while_profiled"]
+    per = cores / acked * 1e6 if acked else None  # the server's CPU µs per notification
     lines = [
         f"py-spy on the AOI server during an extra run of the throughput workload "
         f"({profile['samples']:,} samples of the server's threads while they ran, "
@@ -317,18 +319,24 @@ def profile_section(profile: dict[str, Any]) -> str:
         f"{profile['acked_per_s_while_profiled']:,}/s acked, server CPU "
         f"{profile['server_cpu_cores_while_profiled']:.2f} cores meanwhile). Per part of the "
         "code: the share of the samples spent in it, not in what it calls from another part "
-        "(innermost), and the share in which it was anywhere on the stack (inclusive):",
+        "(innermost), and the share in which it was anywhere on the stack (inclusive); "
+        "µs: the innermost share of the server's CPU per notification acked "
+        f"({number(per, 0)} µs meanwhile):",
         "",
-        "| Part | Innermost | Inclusive |",
-        "|---|--:|--:|",
+        "| Part | Innermost | µs per notification | Inclusive |",
+        "|---|--:|--:|--:|",
     ]
     lines += [
-        f"| {name} | {share:.0%} | {inclusive.get(name, share):.0%} |"
+        f"| {name} | {share:.0%} | {number(per and share * per, 1)} "
+        f"| {inclusive.get(name, share):.0%} |"
         for name, share in profile["areas"].items()
     ]
     lines += ["", "Functions most often at the top of the stack (self time):", ""]
-    lines += ["| Function | Share |", "|---|--:|"]
-    lines += [f"| `{name}` | {share:.1%} |" for name, share in profile["self"].items()]
+    lines += ["| Function | Share | µs per notification |", "|---|--:|--:|"]
+    lines += [
+        f"| `{name}` | {share:.1%} | {number(per and share * per, 1)} |"
+        for name, share in profile["self"].items()
+    ]
     floor = profile.get("stack_floor")
     if floor:
         lines += [
