@@ -178,6 +178,45 @@ static uint32_t keep(const char *s, size_t n) {
     return at;
 }
 
+/* Room for one more item in a growing array */
+static void *grow(void *items, size_t n, size_t *cap, size_t size) {
+    if (n < *cap) return items;
+    *cap = *cap ? 2 * *cap : 4096;
+    items = realloc(items, *cap * size);
+    if (!items) die("out of memory");
+    return items;
+}
+
+/* Messages recorded by id (an arena offset) with one or two times */
+typedef struct {
+    uint32_t id;
+    double first, second;
+} stamp_t;
+typedef struct {
+    stamp_t *items;
+    size_t n, cap;
+} stamps_t;
+
+static void stamp(stamps_t *s, uint32_t id, double first, double second) {
+    s->items = grow(s->items, s->n, &s->cap, sizeof *s->items);
+    s->items[s->n++] = (stamp_t){id, first, second};
+}
+
+/* {"id": first, ...} or, with both, {"id": [first, second], ...} */
+static void buf_stamps(buf_t *b, const stamps_t *s, int both) {
+    buf_add(b, "{", 1);
+    for (size_t i = 0; i < s->n; i++) {
+        const char *id = arena.data + s->items[i].id;
+        if (i) buf_add(b, ",", 1);
+        buf_json_string(b, id, strlen(id));
+        if (both)
+            buf_printf(b, ":[%.6f,%.6f]", s->items[i].first, s->items[i].second);
+        else
+            buf_printf(b, ":%.6f", s->items[i].first);
+    }
+    buf_add(b, "}", 1);
+}
+
 /* A set of strings (message ids seen), open addressing on offsets into the arena. */
 static uint32_t *set_slots; /* offset + 1; 0 = empty */
 static size_t set_cap, set_size;
@@ -535,12 +574,7 @@ static long served, failed, handshaking, next_to_connect, acked, acked_in_window
     lost;
 static double *durations;
 static long n_durations;
-typedef struct {
-    uint32_t id;
-    double received, sent;
-} receipt_t;
-static receipt_t *receipts;
-static size_t n_receipts, cap_receipts;
+static stamps_t receipts; /* id -> received, sent */
 static buf_t reply; /* the replies to one read */
 
 static void fail(conn_t *c, const char *why) {
@@ -569,14 +603,7 @@ static void received(const char *id, size_t n, double sent, double t) {
     duplicates += seen;
     acked++;
     if (window_start <= t && t < window_end) acked_in_window++;
-    if (record) {
-        if (n_receipts == cap_receipts) {
-            cap_receipts = cap_receipts ? cap_receipts * 2 : 4096;
-            receipts = realloc(receipts, cap_receipts * sizeof *receipts);
-            if (!receipts) die("out of memory");
-        }
-        receipts[n_receipts++] = (receipt_t){at, t, sent};
-    }
+    if (record) stamp(&receipts, at, t, sent);
 }
 
 /* AOI-2 over WebSocket ------------------------------------------------------------------ */
@@ -1104,18 +1131,10 @@ static int run_clients(void) {
     buf_add(&line, "{\"event\":\"done\",", 16);
     buf_counts(&line);
     buf_add(&line, ",\"receipts\":", 12);
-    if (!record) {
+    if (record)
+        buf_stamps(&line, &receipts, 1);
+    else
         buf_add(&line, "null", 4);
-    } else {
-        buf_add(&line, "{", 1);
-        for (size_t i = 0; i < n_receipts; i++) {
-            const char *id = arena.data + receipts[i].id;
-            if (i) buf_add(&line, ",", 1);
-            buf_json_string(&line, id, strlen(id));
-            buf_printf(&line, ":[%.6f,%.6f]", receipts[i].received, receipts[i].sent);
-        }
-        buf_add(&line, "}", 1);
-    }
     buf_add(&line, "}", 1);
     emit(&line);
     return 0;
@@ -1132,12 +1151,7 @@ static long n_targets;
 static const char *key;
 static int payload_bytes;
 static long window_slots; /* MQTT: publishes in flight at most */
-typedef struct {
-    uint32_t id;
-    double at;
-} accepted_t;
-static accepted_t *accepted;
-static size_t n_accepted, cap_accepted;
+static stamps_t accepted; /* id -> accepted at */
 static double *round_trips, *mqtt_sent_at;
 static size_t n_round_trips, cap_round_trips;
 static long *seq_of_packet; /* MQTT: packet id -> sequence number */
@@ -1150,19 +1164,10 @@ static void answered(int status, const char *id, size_t id_n, double sent_at, do
     if (window_start <= t && t < window_end) {
         accepted_in_window += status == 201 || (mqtt && status == 0);
         if (record) {
-            if (n_round_trips == cap_round_trips) {
-                cap_round_trips = cap_round_trips ? 2 * cap_round_trips : 4096;
-                round_trips = realloc(round_trips, cap_round_trips * sizeof *round_trips);
-                if (!round_trips) die("out of memory");
-            }
+            round_trips = grow(round_trips, n_round_trips, &cap_round_trips, sizeof *round_trips);
             round_trips[n_round_trips++] = t - sent_at;
             if ((status == 201 || (mqtt && status == 0)) && id_n) {
-                if (n_accepted == cap_accepted) {
-                    cap_accepted = cap_accepted ? 2 * cap_accepted : 4096;
-                    accepted = realloc(accepted, cap_accepted * sizeof *accepted);
-                    if (!accepted) die("out of memory");
-                }
-                accepted[n_accepted++] = (accepted_t){keep(id, id_n), t};
+                stamp(&accepted, keep(id, id_n), t, 0);
             }
         }
     }
@@ -1462,14 +1467,8 @@ static int run_pusher(void) {
     if (!record) {
         buf_add(&line, "null,\"round_trip_ms\":null}", 26);
     } else {
-        buf_add(&line, "{", 1);
-        for (size_t i = 0; i < n_accepted; i++) {
-            const char *id = arena.data + accepted[i].id;
-            if (i) buf_add(&line, ",", 1);
-            buf_json_string(&line, id, strlen(id));
-            buf_printf(&line, ":%.6f", accepted[i].at);
-        }
-        buf_add(&line, "},\"round_trip_ms\":", 18);
+        buf_stamps(&line, &accepted, 0);
+        buf_add(&line, ",\"round_trip_ms\":", 17);
         buf_percentiles(&line, round_trips, n_round_trips);
         buf_add(&line, "}", 1);
     }

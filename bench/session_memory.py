@@ -1,16 +1,17 @@
 """What an idle AOI-2 session holds in the reference server: tracemalloc over N sessions.
 
-    python -m bench.session_memory [--sessions 20000] [--top 25]
+    python -m bench.session_memory [--sessions 20000] [--frames 25] [--top 25]
 
-Starts ``aoi server`` under tracemalloc (``python -m bench.session_memory serve ...``: the
-server as shipped, with a SIGUSR2 handler that writes a snapshot), opens 100 sessions and
-closes them (first-use costs), takes a snapshot, opens ``--sessions`` authenticated idle
-sessions (hello, welcome, register one app: :func:`bench.server.clients`), takes another
-and compares them. Prints one JSON document: the server's RSS and the traced bytes per
-session, and the allocation sites that grew, per session, each as the innermost frame of
-the reference server's code (``aoi/``) on its traceback, and as the innermost frame of all.
-Python objects only: what C libraries allocate outside Python's allocators (SQLite's page
-cache, OpenSSL) shows in the RSS, not here.
+Starts ``aoi server`` (``python -m bench.session_memory serve ...``: the server as shipped,
+with a SIGUSR2 handler that starts tracemalloc and writes a snapshot), opens 100 sessions
+and closes them (first-use costs), starts tracing, opens ``--sessions`` authenticated idle
+sessions (hello, welcome, register one app: :func:`bench.server.clients`), takes a snapshot
+and compares it with the one taken as tracing started. Prints one JSON document: the
+server's RSS and the traced bytes per session, and what grew, per session: by package and
+file of the allocating frame, by the innermost frame of the reference server's code
+(``aoi/``) on its traceback, and by the allocating line. Python objects only: what C
+libraries allocate outside Python's allocators (SQLite's page cache, OpenSSL) shows in the
+RSS, not here.
 """
 
 from __future__ import annotations
@@ -36,20 +37,24 @@ FRAMES = 25  # deep enough to reach the server's own code from inside the librar
 
 
 def serve() -> None:
-    """``python -m bench.session_memory serve SNAPSHOTS server ...``: ``aoi`` with those
-    arguments, traced; each SIGUSR2 writes ``SNAPSHOTS/<n>.snapshot``."""
-    folder, arguments = Path(sys.argv[2]), sys.argv[3:]
+    """``python -m bench.session_memory serve SNAPSHOTS FRAMES server ...``: ``aoi`` with
+    those arguments; the first SIGUSR2 starts tracing (FRAMES deep), each writes
+    ``SNAPSHOTS/<n>.snapshot``.
+    (Tracing from the start would slow the server's start, 20,000 clients' credentials
+    and all, several times over.)"""
+    folder, frames, arguments = Path(sys.argv[2]), int(sys.argv[3]), sys.argv[4:]
     taken = [0]
 
     def snapshot(number: int, frame: FrameType | None) -> None:
+        if not tracemalloc.is_tracing():
+            tracemalloc.start(frames)
         path = folder / f"{taken[0]}.snapshot"
         tracemalloc.take_snapshot().dump(str(path) + ".part")
         os.replace(str(path) + ".part", path)
         taken[0] += 1
 
-    from aoi.cli import main  # imported before tracing starts: imports are slow under it
+    from aoi.cli import main
 
-    tracemalloc.start(FRAMES)
     signal.signal(signal.SIGUSR2, snapshot)
     sys.exit(main(arguments))
 
@@ -124,10 +129,10 @@ def grown(
     }
 
 
-def measure(folder: Path, sessions: int, top: int) -> dict[str, Any]:
+def measure(folder: Path, sessions: int, frames: int, top: int) -> dict[str, Any]:
     snapshots = folder / "snapshots"
     snapshots.mkdir()
-    launcher = ("-m", "bench.session_memory", "serve", str(snapshots))
+    launcher = ("-m", "bench.session_memory", "serve", str(snapshots), str(frames))
     held: list[Any] = []
     with server.server(folder, sessions + 100, launcher) as (process, here):
         try:
@@ -153,7 +158,7 @@ def measure(folder: Path, sessions: int, top: int) -> dict[str, Any]:
         "sessions": sessions,
         "failed": failed,
         "rss_kb_per_session": round((rss_after - rss_before) / sessions, 2),
-        "traced_frames": FRAMES,
+        "traced_frames": frames,
         **grown(before, after, sessions, top),
     }
 
@@ -164,12 +169,16 @@ def main() -> None:
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sessions", type=int, default=20000)
+    parser.add_argument(
+        "--frames", type=int, default=FRAMES,
+        help="frames kept per allocation: 1 is fast and enough for the allocating lines",
+    )  # fmt: skip
     parser.add_argument("--top", type=int, default=25)
     args = parser.parse_args()
     hard = raise_nofile(131072)
     sessions = min(args.sessions, hard - server.FD_MARGIN)
     with tempfile.TemporaryDirectory(prefix="aoi-session-memory-") as tmp:
-        print(json.dumps(measure(Path(tmp), sessions, args.top), indent=1))
+        print(json.dumps(measure(Path(tmp), sessions, args.frames, args.top), indent=1))
 
 
 if __name__ == "__main__":
