@@ -192,6 +192,8 @@ def test_ratios_and_targets(
         "measured at 19,936 for AOI reference and 19,936 for Mosquitto: RLIMIT_NOFILE"
     )
     targets = report.targets(rows)
+    assert targets["storm_ratio"]["ratio"] == round(storm_s / 3.0, 3)
+    assert targets["p99_latency_ratio"]["ratio"] == round(p99 / 2.0, 3)
     assert (
         targets["memory_per_idle_session_kb"]["met"],
         targets["throughput_ratio"]["met"],
