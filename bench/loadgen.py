@@ -27,7 +27,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO, Any
 
-from .machine import cpu_seconds
+from .machine import cpu_times
 
 SOURCE = Path(__file__).with_name("loadgen.c")
 FLAGS = ("-O2", "-Wall")
@@ -159,7 +159,9 @@ def drive(
     ``spawn_pushers(begin, window)`` starts the pushers, which push from ``begin``; the
     figures are counted over ``window`` (``warmup`` s after ``begin``, ``seconds`` long).
     The server's CPU and the generator's (the clients and the pushers) over the window are
-    measured from /proc. ``on_window(server_pid)`` is called as the window opens."""
+    measured from /proc; ``generator_kernel_share`` is the part of the generator's spent in
+    the kernel (on loopback, a send also runs the TCP receive path of the peer's socket).
+    ``on_window(server_pid)`` is called as the window opens."""
     record = False
     begin = time.monotonic() + 1.0  # time for the pushers to connect
     window = (begin + warmup, begin + warmup + seconds)
@@ -171,9 +173,15 @@ def drive(
         if on_window is not None:
             on_window(server_pid)
         watched = [server_pid, holder.pid, *(p.pid for p in pushers)]
-        cpu_before = [cpu_seconds(pid) for pid in watched]
+        times_before = [cpu_times(pid) for pid in watched]
         time.sleep(max(0.0, window[1] - time.monotonic()))
-        cpu = [cpu_seconds(pid) - c for pid, c in zip(watched, cpu_before, strict=True)]
+        times = [
+            (user - user_before, system - system_before)
+            for (user, system), (user_before, system_before) in zip(
+                (cpu_times(pid) for pid in watched), times_before, strict=True
+            )
+        ]
+        cpu = [user + system for user, system in times]
         pushed = [line(p) for p in pushers]
         for p in pushers:
             p.wait(timeout=30)
@@ -195,6 +203,8 @@ def drive(
                                 "pushers": [round(c / seconds, 3) for c in cpu[2:]]},
         "generator_cpu_us_per_notification": round(sum(cpu[1:]) / acked * 1e6, 2)
         if acked else None,
+        "generator_kernel_share": round(sum(t[1] for t in times[1:]) / sum(cpu[1:]), 2)
+        if sum(cpu[1:]) else None,
         "statuses": dict(statuses), "late_pushes": sum(p["late"] for p in pushed),
         "lost_connections": sum(p["lost_connections"] for p in pushed),
         "sessions_lost": done["sessions_lost"], "duplicates": done["duplicates"],

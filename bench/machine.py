@@ -1,6 +1,7 @@
 """Measurements of the machine and of its processes, shared by the benchmarks.
 
-The open-file limit (:func:`raise_nofile`), a process's CPU time (:func:`cpu_seconds`), how
+The open-file limit (:func:`raise_nofile`), a process's CPU time (:func:`cpu_seconds`,
+:func:`cpu_times`), how
 busy all the machine's CPUs were (:func:`machine_jiffies`, :func:`machine_busy_since`) and the
 kernel's TCP counters (:func:`tcp_counters`, :func:`tcp_counters_since`); from ``/proc``,
 Linux only.
@@ -32,11 +33,17 @@ def raise_nofile(target: int | None = None) -> int:
     return target
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process, from /proc/PID/stat."""
+def cpu_times(pid: int) -> tuple[float, float]:
+    """User and system CPU time of a process, from /proc/PID/stat."""
     with open(f"/proc/{pid}/stat") as stat:
         fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process."""
+    return sum(cpu_times(pid))
 
 
 def machine_jiffies() -> tuple[int, int]:
