@@ -8,7 +8,8 @@ them :mod:`bench.loadgen` processes). Each storm process prepares its sockets, s
 its session is (AOI: ``registered``; MQTT: SUBACK). Reported: ``all_connected_s``, from the
 storm's instant until the last storm client was served; ``served_ms``, the percentiles of
 that per client; the server's and the generator's CPU meanwhile; and for the steady
-clients, per message accepted during the storm (``steady_during_storm``) and before it
+clients, per message accepted during the storm (``steady_during_storm``: from its start
+until the last client was served, and at least :data:`DURING_AT_LEAST_S`) and before it
 (``steady_before_storm``), the time from its acceptance to its receipt. A push that found
 no free connection (AOI) or window (MQTT) at its due time is not sent but counted
 (``late_pushes``): the rate the server sustained during the storm shows in
@@ -33,6 +34,7 @@ from .machine import (
 )
 
 Process = subprocess.Popen[str]
+DURING_AT_LEAST_S = 0.25  # a storm of a few clients is over in milliseconds: few pushes in it
 
 
 def measure(
@@ -88,7 +90,9 @@ def measure(
     for reply in stormed:
         for why, n in reply["errors"].items():
             errors[why] = errors.get(why, 0) + n
-    during = loadgen.latencies([pushed], done["receipts"], names, (storm_at, storm_end))
+    during = loadgen.latencies(
+        [pushed], done["receipts"], names, (storm_at, max(storm_end, storm_at + DURING_AT_LEAST_S))
+    )
     return {
         "clients": clients,
         "connected": connected,
