@@ -22,7 +22,7 @@ $(VENV)/.bench-installed: $(STAMP)
 # The store's tests run a private redis-server: Debian's, installed here when it is missing.
 test: $(STAMP)
 	scripts/redis install
-	$(PY) -m pytest
+	$(VENV)/bin/pytest
 
 certify: $(STAMP)
 	scripts/certify

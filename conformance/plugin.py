@@ -9,6 +9,7 @@ embedded reference starts on first use), registers the step definitions and the
 
 from __future__ import annotations
 
+import importlib
 import shutil
 from pathlib import Path
 
@@ -92,8 +93,13 @@ def pytest_configure(config: pytest.Config) -> None:
 
     runtime = _runtime(config, registry, reports)
     config.pluginmanager.register(runtime, RUNTIME_NAME)
-    for module in STEP_MODULES:
-        config.pluginmanager.import_plugin(module)
+    # Registered as imported, not through ``import_plugin``: that one marks each module
+    # for assertion rewriting and fails (a PytestAssertRewriteWarning, an error under
+    # ``filterwarnings = error``) when an earlier step module imported it already. Steps
+    # judge through ``world.check``; their few bare ``assert`` guard the suite's own
+    # invariants and need no rewritten message.
+    for name in STEP_MODULES:
+        config.pluginmanager.register(importlib.import_module(name), name)
 
 
 def _runtime(config: pytest.Config, registry: object, reports: Path) -> object:

@@ -21,6 +21,8 @@ from conformance.registry import load_registry
 from conformance.verdicts import Verdict
 
 ROOT = Path(__file__).resolve().parents[2]
+# The console script of this environment, run as a user types it: ``pytest conformance``.
+PYTEST = str(Path(sys.executable).with_name("pytest"))
 
 # The broken-target runs start processes from several threads at once; on this Linux VM
 # an exec from vfork() then failed once with EFAULT ("Bad address"). The subprocess
@@ -116,7 +118,7 @@ def broken_runs_in_background(
 
 
 def run_suite(reports: Path, *args: str, timeout: float = 600) -> SuiteRun:
-    command = [sys.executable, "-m", "pytest", "conformance", "-p", "no:cacheprovider"]
+    command = [PYTEST, "conformance", "-p", "no:cacheprovider"]
     command += ["--reports-dir", str(reports), *args]
     done = subprocess.run(
         command, cwd=ROOT, capture_output=True, text=True, timeout=timeout, check=False

@@ -3,21 +3,20 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from conformance.ixit import load_ixit
 from conformance.registry import load_scenarios
 
-from tests.suite.harness import ROOT, run_suite, target
+from tests.suite.harness import PYTEST, ROOT, run_suite, target
 
 pytestmark = pytest.mark.slow
 
 
 def _collect(*args: str) -> list[str]:
     done = subprocess.run(
-        [sys.executable, "-m", "pytest", "conformance", "--collect-only", "-q", *args],
+        [PYTEST, "conformance", "--collect-only", "-q", *args],
         cwd=ROOT, capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
@@ -42,7 +41,7 @@ def test_filters_by_requirement_marker_and_feature(tmp_path: Path) -> None:
 
 def test_the_plugin_stays_out_of_other_runs() -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "pytest", "tests/suite/test_wirelog.py", "-q"],
+        [PYTEST, "tests/suite/test_wirelog.py", "-q"],
         cwd=ROOT, capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout
