@@ -1,17 +1,20 @@
 # Every target installs what it needs on first use: a virtual environment in .venv with the
-# project and its test tools, (for test) Debian's redis-server, and (for certify) Allure's
-# report generator in .tools/.
+# reference (aoi-kit) and the conformance suite (aoi-conformance), both editable, and the
+# test tools; for test, Debian's redis-server; for certify, Allure's report generator in
+# .tools/.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+SUITE := packaging/aoi-conformance
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml $(SUITE)/pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: test certify lint types bench clean
+.PHONY: test certify dist lint types bench clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(SUITE)/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	PYTHONWARNINGS="ignore:Editable installation" \
+	    $(PY) -m pip install --quiet -e $(SUITE) -e '.[dev]'
 	rm -f $(VENV)/.installed-*
 	touch $@
 
@@ -27,6 +30,11 @@ test: $(STAMP)
 certify: $(STAMP)
 	scripts/certify
 
+# The two wheels: aoi-kit (the reference) and aoi-conformance (the suite, on its own).
+dist: $(STAMP)
+	rm -rf dist
+	$(PY) -m pip wheel --quiet --no-deps --wheel-dir dist . $(SUITE)
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check reference conformance schemas tests bench
 	$(VENV)/bin/ruff format --check reference conformance schemas tests bench
@@ -38,4 +46,4 @@ bench: $(VENV)/.bench-installed
 	$(PY) -m bench
 
 clean:
-	rm -rf $(VENV) reports .tools
+	rm -rf $(VENV) reports .tools dist

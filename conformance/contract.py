@@ -1,4 +1,7 @@
-"""The contract the suite judges against: the schemas of ``aoi_schemas``, validated offline.
+"""The contract the suite judges against: the schemas of ``schemas/``, validated offline.
+
+The suite reads them as :mod:`conformance.schemas` (the package ``schemas/`` of the
+repository, shipped inside the suite's wheel), so that it needs nothing of the reference.
 
 ``date-time`` and ``uri`` are checked here (jsonschema checks them only with optional
 packages), so that a target's timestamps and endpoints are judged the same everywhere.
@@ -14,8 +17,9 @@ from functools import cache
 from typing import Any
 from urllib.parse import urlsplit
 
-import aoi_schemas
 import jsonschema
+
+from conformance import schemas as aoi_schemas
 
 _RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
 

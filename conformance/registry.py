@@ -16,8 +16,17 @@ from typing import Any
 
 import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
-FEATURES_DIR = ROOT / "features"
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def _data_dir(name: str) -> Path:
+    """``name``/ of the suite: inside the package when installed from its wheel, beside
+    it in a checkout of the repository."""
+    packaged = PACKAGE_DIR / name
+    return packaged if packaged.is_dir() else PACKAGE_DIR.parent / name
+
+
+FEATURES_DIR = _data_dir("features")
 REGISTRY_FILE = FEATURES_DIR / "requirements.yaml"
 REQUIREMENT_TAG = re.compile(r"^AOI-[A-Z]+-\d{3}$")
 CLIENT_PREFIX = "client_"  # features/client_<group>.feature: client mode (role C)
@@ -212,7 +221,11 @@ def scenarios_by_requirement(specs: list[ScenarioSpec]) -> dict[str, list[str]]:
     return table
 
 
-OTHER_TAGS = frozenset({"disruptive", "slow"})
+# Tags besides requirement IDs, and what they mean (pytest markers of the suite's runs).
+OTHER_TAGS = {
+    "disruptive": "leaves the target changed; runs last",
+    "slow": "takes more than a few seconds (a timer of the target is watched)",
+}
 
 
 def closure_problems(
@@ -232,7 +245,7 @@ def closure_problems(
         unknown = (spec.requirements | spec.cited) - set(registry.requirements)
         if unknown:
             problems.append(f"{where} cites unknown requirements {sorted(unknown)}")
-        stray = {t for t in spec.tags if not REQUIREMENT_TAG.match(t)} - OTHER_TAGS
+        stray = {t for t in spec.tags if not REQUIREMENT_TAG.match(t)} - OTHER_TAGS.keys()
         if stray:
             problems.append(f"{where} has unknown tags {sorted(stray)}")
         if not spec.requirements:
