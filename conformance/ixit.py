@@ -1,7 +1,9 @@
 """The IXIT (what the suite cannot guess about a target) and the ICS (what it claims).
 
-Both live in one TOML file; ``conformance/ixit.example.toml`` is the documented example
-and ``docs/conformance.md`` explains every table. Profiles name the instances the suite
+Both live in one TOML file; ``conformance/ixit.example.toml`` is the documented example,
+``docs/conformance.md`` explains every table and ``conformance/ixit.schema.json`` lists
+every table and key the suite knows (a file is checked against it before it is read:
+:mod:`conformance.ixit_check`). Profiles name the instances the suite
 talks to: ``main`` is the target itself; ``overload``, ``shedding``, ``tls``,
 ``hello_limit`` and ``restart`` default to it but may name dedicated instances configured
 for those scenarios.
@@ -15,10 +17,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-PROFILES = ("main", "overload", "shedding", "tls", "hello_limit", "restart", "push_overload")
+from conformance import ixit_check
+
+_SCHEMA = ixit_check.schema()["properties"]
+PROFILES = ("main", *_SCHEMA["targets"]["properties"])
 # Profiles that need an instance of their own: they never fall back to the target.
 DEDICATED = frozenset({"push_overload"})
-OPTIONAL_FEATURES = ("multi_server", "shedding", "collapse", "cancel")
+OPTIONAL_FEATURES = tuple(_SCHEMA["ics"]["properties"]["features"]["items"]["enum"])
 
 
 class Secret(str):
@@ -31,7 +36,16 @@ class Secret(str):
 
 
 class IxitError(ValueError):
-    """The IXIT file is missing something the suite needs, or is malformed."""
+    """The IXIT file is missing something the suite needs, or is malformed: each problem
+    one line (``problems``)."""
+
+    def __init__(self, problems: str | list[str]) -> None:
+        self.problems = [problems] if isinstance(problems, str) else list(problems)
+        if len(self.problems) == 1:
+            super().__init__(self.problems[0])
+        else:
+            lines = "\n  ".join(self.problems)
+            super().__init__(f"{len(self.problems)} problems:\n  {lines}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +108,7 @@ class Ixit:
     shed_sessions: int = 0
     shed_rate_per_s: float = 0.0
     failed_hello_limit: int = 5
+    failed_hello_source_limit: int | None = None  # failed hellos per source address
     rate_limit_pushes: int = 50
     restart_command: str = ""
     server_id: str | None = None
@@ -158,9 +173,7 @@ def _http_of(aoi2: str) -> str:
 
 
 def _endpoint(table: dict[str, Any], base: Path) -> Endpoint:
-    aoi2 = table.get("aoi2")
-    if not aoi2:
-        raise IxitError("a target table needs aoi2 (the ws:// or wss:// URL of /aoi)")
+    aoi2 = table["aoi2"]
     ca = table.get("ca_file")
     return Endpoint(
         aoi2=aoi2,
@@ -170,12 +183,13 @@ def _endpoint(table: dict[str, Any], base: Path) -> Endpoint:
 
 
 def parse_ixit(document: dict[str, Any], base: Path) -> Ixit:
-    """An :class:`Ixit` from a parsed TOML document; relative paths resolve against ``base``."""
+    """An :class:`Ixit` from a parsed TOML document; relative paths resolve against ``base``.
+    A document that breaks ``ixit.schema.json`` raises :class:`IxitError` with every problem."""
+    found = ixit_check.problems(document)
+    if found:
+        raise IxitError(found)
     ics_t = document.get("ics", {})
     features = frozenset(ics_t.get("features", []))
-    unknown = features - set(OPTIONAL_FEATURES)
-    if unknown:
-        raise IxitError(f"[ics] features: unknown {sorted(unknown)}; known: {OPTIONAL_FEATURES}")
     ics = Ics(
         implementation=str(ics_t.get("implementation", "")),
         vendor=str(ics_t.get("vendor", "")),
@@ -187,8 +201,6 @@ def parse_ixit(document: dict[str, Any], base: Path) -> Ixit:
     if "target" in document and document["target"].get("aoi2"):
         endpoints["main"] = _endpoint(document["target"], base)
     for profile, table in document.get("targets", {}).items():
-        if profile not in PROFILES:
-            raise IxitError(f"[targets.{profile}]: unknown profile; known: {PROFILES}")
         endpoints[profile] = _endpoint(table, base)
     clients = {
         name: Client(name, t["client_id"], t["credential"], t.get("provider"))
@@ -206,8 +218,6 @@ def parse_ixit(document: dict[str, Any], base: Path) -> Ixit:
         off=o.get("off", ""),
         alternates=tuple(o.get("alternates", [])),
     )
-    if overload.method not in ("max_sessions", "command"):
-        raise IxitError('[overload] method must be "max_sessions" or "command"')
     timing = document.get("timing", {})
     shedding = document.get("shedding", {})
     security = document.get("security", {})
@@ -223,18 +233,25 @@ def parse_ixit(document: dict[str, Any], base: Path) -> Ixit:
         shed_sessions=int(shedding.get("sessions", 0)),
         shed_rate_per_s=float(shedding.get("rate_per_s", 0.0)),
         failed_hello_limit=int(security.get("failed_hello_limit", 5)),
+        failed_hello_source_limit=security.get("failed_hello_source_limit"),
         rate_limit_pushes=int(rate.get("pushes", 50)),
         restart_command=str(document.get("restart", {}).get("command", "")),
         server_id=document.get("target", {}).get("server_id"),
     )
 
 
-def load_ixit(path: Path) -> Ixit:
+def load_document(path: Path) -> dict[str, Any]:
+    """The TOML document of an IXIT file (not yet checked)."""
     try:
-        document = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError) as e:
-        raise IxitError(f"{path}: {e}") from e
-    return parse_ixit(document, path.resolve().parent)
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise IxitError(f"cannot read it: {e.strerror or e}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise IxitError(f"not valid TOML: {e}") from None
+
+
+def load_ixit(path: Path) -> Ixit:
+    return parse_ixit(load_document(path), path.resolve().parent)
 
 
 def render_ixit(ixit: Ixit) -> str:
@@ -271,7 +288,10 @@ def render_ixit(ixit: Ixit) -> str:
         f"sessions = {ixit.shed_sessions}",
         f"rate_per_s = {ixit.shed_rate_per_s}",
     ]
-    out += ["", "[security]", f"failed_hello_limit = {ixit.failed_hello_limit}", ""]
+    out += ["", "[security]", f"failed_hello_limit = {ixit.failed_hello_limit}"]
+    if ixit.failed_hello_source_limit is not None:
+        out.append(f"failed_hello_source_limit = {ixit.failed_hello_source_limit}")
+    out.append("")
     out += ["[rate_limit]", f"pushes = {ixit.rate_limit_pushes}", ""]
     out += ["[restart]", f"command = {q(ixit.restart_command)}", ""]
     return "\n".join(out)

@@ -16,6 +16,7 @@ from conformance.client_target import (
     parse_client_target,
 )
 from conformance.ixit import IxitError
+from conformance.ixit_check import problems, schema
 
 from tests.suite.harness import run_suite
 
@@ -51,8 +52,14 @@ def test_the_ixit_may_fix_the_identity_and_the_tolerances() -> None:
     assert target is not None
     assert (target.client_id, target.credential) == ("dut-1", "s3cret")
     assert target.tolerances == Tolerances(retry_after_s=0.5, jitter_spread=0.2)
-    with pytest.raises(IxitError, match="unknown"):
-        parse_client_target({"client": {"command": "c", "tolerances": {"nope": 1}}}, None, IDENTITY)
+    assert problems({"client": {"command": "c", "tolerances": {"retry_after": 1}}}) == [
+        "[client.tolerances] retry_after: unknown key; did you mean retry_after_s?"
+    ]
+
+
+def test_the_ixit_schema_knows_every_tolerance() -> None:
+    client = schema()["properties"]["client"]["properties"]
+    assert set(client["tolerances"]["properties"]) == set(Tolerances.__dataclass_fields__)
 
 
 def test_placeholders_are_filled_token_by_token() -> None:

@@ -1,12 +1,16 @@
-"""The IXIT/ICS file: the documented example loads, profiles fall back to the target."""
+"""The IXIT/ICS file: the documented example loads, profiles fall back to the target,
+and every mistake is found at once, one line each, at its place."""
 
 from __future__ import annotations
 
+import copy
+import tomllib
 from pathlib import Path
+from typing import Any
 
 import pytest
-from conformance.embedded import embedded_ixit
 from conformance.ixit import IxitError, load_ixit, parse_ixit, render_ixit
+from conformance.ixit_check import problems
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "conformance" / "ixit.example.toml"
 
@@ -53,6 +57,63 @@ def test_mistakes_are_reported(document: dict[str, object]) -> None:
         parse_ixit(document, Path("."))
 
 
+def test_every_mistake_is_one_line_at_its_place_with_the_nearest_name() -> None:
+    document = _example()
+    document["overload"]["max_sesions"] = document["overload"].pop("max_sessions")
+    document["client"] = {"B": {"client_id": "b", "credential": "x"}}
+    document["clinets"] = {}
+    document["targets"]["overlaod"] = document["targets"].pop("overload")
+    del document["server_apps"]["main"]["key"]
+    document["timing"]["handshake_timeout_s"] = "ten"
+    document["ics"]["features"] = ["colapse"]
+    document["target"]["aoi2"] = "http://aoi.example.net"
+    assert problems(document) == [
+        "[clinets]: unknown table; did you mean [clients]?",
+        "[client.B]: unknown table; did you mean [clients.B]?",
+        "[ics] features[0]: the string 'colapse' is not one of multi_server, shedding, "
+        "collapse, cancel; did you mean collapse?",
+        "[overload] max_sesions: unknown key; did you mean max_sessions?",
+        "[server_apps.main] key: missing",
+        "[target] aoi2: the string 'http://aoi.example.net'; expected a ws:// or wss:// URL "
+        "with its path, such as wss://aoi.example.net/aoi",
+        "[targets.overlaod]: unknown table; did you mean [targets.overload]?",
+        "[timing] handshake_timeout_s: expected a number, got the string 'ten'",
+    ]
+    with pytest.raises(IxitError, match=r"^8 problems:"):
+        parse_ixit(document, Path("."))
+
+
+def test_a_server_run_needs_the_clients_and_server_apps_the_features_name() -> None:
+    document = _example()
+    del document["clients"]["E"]
+    del document["server_apps"]["limited"]
+    assert problems(document) == []  # a client-only run needs neither
+    assert problems(document, server=True) == [
+        "[clients.E]: missing",
+        "[server_apps.limited]: missing",
+    ]
+
+
+def test_a_command_overload_needs_both_commands() -> None:
+    document = _example()
+    document["overload"]["method"] = "command"
+    assert problems(document) == ["[overload] on: missing", "[overload] off: missing"]
+
+
+def test_an_optional_key_of_the_schema_is_read() -> None:
+    document = _example()
+    document["security"]["failed_hello_source_limit"] = 20
+    assert parse_ixit(document, Path(".")).failed_hello_source_limit == 20
+    document["security"]["failed_hello_source_limit"] = "many"
+    assert problems(document) == [
+        "[security] failed_hello_source_limit: expected an integer, got the string 'many'"
+    ]
+
+
+def _example() -> dict[str, Any]:
+    return copy.deepcopy(tomllib.loads(EXAMPLE.read_text(encoding="utf-8")))
+
+
 def test_no_target_is_an_error() -> None:
     with pytest.raises(IxitError):
         parse_ixit({}, Path(".")).endpoint("main")
@@ -64,12 +125,3 @@ def test_render_and_load_round_trip(tmp_path: Path) -> None:
     path.write_text(render_ixit(original), encoding="utf-8")
     again = load_ixit(path)
     assert again == original
-
-
-def test_the_embedded_ixit_has_what_the_features_need() -> None:
-    ixit = embedded_ixit()
-    assert set("ABCDE") <= set(ixit.clients)
-    for alias in ("one", "two", "other", "limited"):
-        ixit.app_id(alias)
-    assert ixit.ics.features == {"shedding", "collapse", "cancel", "multi_server"}
-    assert ixit.ics.roles == {"S", "C"}  # the reference server and the reference client

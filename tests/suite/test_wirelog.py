@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
-from conformance.embedded import embedded_ixit
+from conformance.ixit import load_ixit
 from conformance.wirelog import REDACTED, WireLog
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "conformance" / "ixit.example.toml"
 
 
 def test_credentials_in_frames_are_redacted() -> None:
@@ -53,7 +56,7 @@ def test_binary_and_huge_frames_are_summarised() -> None:
 
 
 def test_secrets_never_show_in_reprs() -> None:
-    ixit = embedded_ixit()
+    ixit = load_ixit(EXAMPLE)
     shown = repr(ixit)
     assert ixit.secrets()
     assert not [s for s in ixit.secrets() if s in shown]
