@@ -1,5 +1,5 @@
 """The ``aoi`` command: ``aoi server`` (and ``aoi server drain``), ``aoi push``, ``aoi client``,
-``aoi app``; and what their command lines share."""
+``aoi app``, ``aoi lab``; and what their command lines share."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ COMMANDS = {
     "push": ("aoi.push", "push a notification through AOI-3, as a server app"),
     "client": ("aoi.client.cli", "run the reference AOI Client daemon"),
     "app": ("aoi.app", "a demo app: register with the AOI Client and print what arrives"),
+    "lab": ("aoi.lab.run", "start the reference servers a conformance run needs, and its IXIT"),
 }
 SUBCOMMANDS = {
     "server drain": ("aoi.server.drain", "switch drain mode of a running server, from its host")

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conformance.embedded import EmbeddedReference, embedded_ixit
-from conformance.ixit import render_ixit
+from conformance.embedded import Lab
+from conformance.ixit import load_ixit, render_ixit
 from conformance.registry import load_registry
 from conformance.verdicts import Verdict
 
@@ -135,19 +135,16 @@ def target(
     command: tuple[str, ...] | None = None,
     features: frozenset[str] | None = None,
 ) -> Iterator[Path]:
-    """Start an AOI Server per profile (the reference, or ``command``), yield an IXIT file
-    (whose ICS claims ``features``, by default those of the reference)."""
-    ixit = embedded_ixit()
-    if features is not None:
-        ixit = replace(ixit, ics=replace(ixit.ics, features=features))
-    kwargs = {"command": command} if command else {}
-    servers = EmbeddedReference(ixit, workdir / "server-logs", **kwargs)
+    """A lab (``aoi lab``) of an AOI Server per profile, the reference or ``command``, as
+    external processes; yield its IXIT (whose ICS claims ``features``, by default those of
+    the reference)."""
+    lab = Lab(workdir / "lab", workdir / "lab.log", profiles=profiles, server_command=command or ())
     try:
-        endpoints = {p: servers.endpoint(p) for p in profiles}
-        path = workdir / "ixit.toml"
-        path.write_text(
-            render_ixit(replace(ixit, endpoints=endpoints, restart_command="")), encoding="utf-8"
-        )
+        path = lab.start()
+        if features is not None:
+            ixit = load_ixit(path)
+            ixit = replace(ixit, ics=replace(ixit.ics, features=features))
+            path.write_text(render_ixit(ixit), encoding="utf-8")
         yield path
     finally:
-        servers.close()
+        lab.stop()

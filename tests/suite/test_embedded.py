@@ -1,50 +1,24 @@
-"""The embedded reference: configuration written for each profile, failures reported."""
+"""The embedded run's lab: started as ``python -m aoi lab``, its failures reported."""
 
 from __future__ import annotations
 
 import sys
-import tomllib
 from pathlib import Path
 
 import pytest
-from conformance.embedded import (
-    START_ATTEMPTS,
-    EmbeddedError,
-    EmbeddedReference,
-    embedded_ixit,
-    render_toml,
-)
+from conformance.embedded import EmbeddedError, Lab
 
 
-def test_a_server_that_exits_at_once_is_retried_then_reported(tmp_path: Path) -> None:
-    command = (sys.executable, "-c", "import sys; print('cannot bind'); sys.exit(3)")
-    servers = EmbeddedReference(embedded_ixit(), tmp_path, command=command)
+def test_a_lab_whose_servers_exit_at_once_is_reported_with_their_output(tmp_path: Path) -> None:
+    exits = (sys.executable, "-c", "import sys; print('cannot bind'); sys.exit(3)")
+    lab = Lab(tmp_path / "lab", tmp_path / "lab.log", profiles=["main"], server_command=exits)
     try:
-        with pytest.raises(EmbeddedError, match="exited with 3") as caught:
-            servers.endpoint("main")
-        assert caught.value.exited
-        log = (tmp_path / "main.log").read_text(encoding="utf-8")
-        assert log.count("(conformance: start attempt") == START_ATTEMPTS
-        with pytest.raises(EmbeddedError):  # remembered, not started again
-            servers.endpoint("main")
+        with pytest.raises(EmbeddedError, match="exited with 1") as caught:
+            lab.start(timeout=60)
     finally:
-        servers.close()
-
-
-@pytest.mark.parametrize("profile", ["main", "overload", "shedding", "hello_limit", "tls"])
-def test_each_profile_gets_a_configuration_of_its_own(tmp_path: Path, profile: str) -> None:
-    servers = EmbeddedReference(embedded_ixit(), tmp_path)
-    try:
-        document, ca_file = servers._config(profile, 4567)
-        config = tomllib.loads(render_toml(document))
-        assert config["server"]["listen"] == "127.0.0.1:4567"
-        assert len(config["clients"]) == len(servers.ixit.clients)
-        assert (ca_file is not None) == (profile == "tls")
-        if profile == "overload":
-            assert config["overload"]["max_sessions"] == servers.ixit.overload.max_sessions
-        if profile == "shedding":
-            assert config["overload"]["shed"] is True
-        if profile == "hello_limit":
-            assert config["security"]["failed_hello_limit"] == servers.ixit.failed_hello_limit
-    finally:
-        servers.close()
+        lab.stop()
+    assert "the main server exited with 3" in str(caught.value)
+    assert "cannot bind" in str(caught.value)
+    # The port may have been taken meanwhile: the lab tried three times, on new ports.
+    log = (tmp_path / "lab" / "logs" / "main.log").read_text(encoding="utf-8")
+    assert log.splitlines().count("cannot bind") == 3
