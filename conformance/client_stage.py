@@ -33,6 +33,7 @@ from conformance.driver.aoi2 import Frame
 from conformance.driver.aoi2_server import HelloAnswer, SuiteServer
 from conformance.driver.provisioning import ProvisioningEndpoint, Refusal
 from conformance.ports import free_port
+from conformance.verdicts import TargetUnreachable
 
 if TYPE_CHECKING:
     from conformance.world import World
@@ -287,6 +288,11 @@ class Stage:
             connect_timeout=self.timeout(),
         )
         handshake = app.conn.open()
+        if not handshake.reached:
+            raise TargetUnreachable(
+                f"target unreachable: app {app.alias} could not connect to the AOI Client's "
+                f"AOI-1 port 127.0.0.1:{self.process.app_port}: {handshake.error}"
+            )
         self.world.precondition(
             handshake.accepted,
             f"app {app.alias}: no AOI-1 upgrade at 127.0.0.1:{self.process.app_port}: "

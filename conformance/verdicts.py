@@ -8,10 +8,13 @@
 | N/A     | an optional feature the ICS does not declare                 | skipped       |
 | ERROR   | the suite or its environment broke, not the target           | broken        |
 
-A SHALL violation stops the scenario (:class:`ConformanceFailure`, an ``AssertionError``
-so that Allure reports "failed"); a SHOULD violation is recorded and the scenario goes
-on. The ambient checks (every frame and answer against the schemas) are recorded and
-raised only when the scenario ends, so that an invalid frame does not keep the scenario
+A SHALL violation stops the scenario (:class:`ConformanceFailure`, an ``AssertionError``:
+pytest and Allure report it "failed"); a SHOULD violation is recorded and the scenario
+goes on. A scenario stopped before it could judge (:class:`PreconditionFailed`, and
+:class:`TargetUnreachable` when the target could not be reached or the connection to it
+was lost before the step saw what it waited for) is "broken": not a verdict on the target.
+The ambient checks (every frame and answer against the schemas) are recorded and raised
+only when the scenario ends, so that an invalid frame does not keep the scenario
 from judging what it is about. A requirement that a scenario tags but never checks is a
 defect of the suite (:class:`SuiteDefect`, reported "broken"), unless an earlier failure
 stopped the scenario before it got there; it is then BLOCKED in that scenario and judged
@@ -57,8 +60,14 @@ class RecordedFailure(ConformanceFailure):
     """A violation recorded while the scenario went on, raised when it ended: every step ran."""
 
 
-class PreconditionFailed(AssertionError):
+class PreconditionFailed(Exception):
     """The target failed a step that the scenario needs before it can judge anything."""
+
+
+class TargetUnreachable(PreconditionFailed):
+    """No connection to the target could be made, or it was lost before the step observed
+    what it waits for (a frame, a close code, an HTTP status): nothing was observed, so
+    nothing is judged, whatever the step was about to check."""
 
 
 class SuiteDefect(Exception):
@@ -138,7 +147,9 @@ class ScenarioVerdicts:
                 verdict = Verdict.FAIL if shall else Verdict.WARN
                 result[req] = Outcome(verdict, "; ".join(c.explanation for c in failed))
             elif isinstance(error, ConformanceFailure | PreconditionFailed):
-                if not mine:
+                if isinstance(error, TargetUnreachable) and (not mine or req in self.unreached):
+                    result[req] = Outcome(Verdict.BLOCKED, str(error))
+                elif not mine:
                     result[req] = Outcome(Verdict.BLOCKED, f"not reached: {error}")
                 elif req in self.unreached:
                     result[req] = Outcome(

@@ -18,7 +18,7 @@ from conformance.driver.aoi2 import SUBPROTOCOL, Aoi2Connection, Closed, Frame, 
 from conformance.driver.http import Answer, Aoi3Client
 from conformance.ixit import Client, Endpoint, Ixit
 from conformance.registry import Level
-from conformance.verdicts import ScenarioVerdicts, SuiteDefect
+from conformance.verdicts import ScenarioVerdicts, SuiteDefect, TargetUnreachable
 from conformance.wirelog import WireLog
 
 if TYPE_CHECKING:
@@ -74,6 +74,8 @@ class Device:
     # --- connection ------------------------------------------------------------------
 
     def connect(self, subprotocols: tuple[str, ...] = (SUBPROTOCOL,)) -> Handshake:
+        """Connect and ask for the upgrade; what the target answered (a TLS handshake or an
+        upgrade it refused is an answer). No TCP connection at all stops the scenario."""
         endpoint = self.world.endpoint()
         self.connections += 1
         self.conn = Aoi2Connection(
@@ -86,7 +88,13 @@ class Device:
             connect_timeout=self.world.timeout(10),
         )
         self.world.connections.append(self.conn)
-        return self.conn.open()
+        handshake = self.conn.open()
+        if not handshake.reached:
+            raise TargetUnreachable(
+                f"target unreachable: client {self.name} could not connect to {endpoint.aoi2}: "
+                f"{handshake.error}"
+            )
+        return handshake
 
     def connection(self) -> Aoi2Connection:
         if self.conn is None:
@@ -147,8 +155,11 @@ class Device:
     ) -> Frame | None:
         """The next frame matching ``predicate``; every frame taken is judged against the
         schemas (AOI-GEN-002) as it is taken."""
-        frame = self.connection().wait_for(predicate, self.world.timeout(timeout or RESPONSE_S))
-        if frame is not None:
+        connection = self.connection()
+        frame = connection.wait_for(predicate, self.world.timeout(timeout or RESPONSE_S))
+        if frame is None:
+            self.world.not_lost(connection, "the message the step waits for")
+        else:
             self.world.judge_frame(self.name, frame)
         return frame
 
@@ -172,10 +183,18 @@ class Device:
             f"{describe(frame, self.connection().closed)}",
         )
 
+    def wait_closed(self, timeout: float) -> Closed | None:
+        """The close of this connection, if it comes within ``timeout`` (unscaled); a
+        connection lost without a close frame stops the scenario: no close code to judge."""
+        connection = self.connection()
+        closed = connection.wait_closed(self.world.timeout(timeout))
+        self.world.not_lost(connection, "its close code")
+        return closed
+
     def closed_with(self, req: str, code: int, after: str = "") -> Closed:
         """The target closes this connection with ``code`` within the response time; else
         ``req`` fails, saying what the close came ``after``."""
-        closed = self.connection().wait_closed(self.world.timeout(RESPONSE_S))
+        closed = self.wait_closed(RESPONSE_S)
         return self.world.found(
             req,
             closed,
@@ -222,6 +241,7 @@ class Device:
     def ping_answered(self) -> bool:
         conn = self.connection()
         if conn.closed is not None:
+            self.world.not_lost(conn, "a pong")
             return False
         ts = round(time.time(), 3) + 0.5
         conn.send({"type": "ping", "ts": ts})
@@ -276,6 +296,16 @@ class World:
 
     def precondition(self, ok: bool, explanation: str) -> None:
         self.verdicts.precondition(ok, explanation)
+
+    def not_lost(self, connection: Aoi2Connection, before: str) -> None:
+        """Stop the scenario, judging nothing, if ``connection`` ended without a close frame
+        (a reset, an EOF): whatever the step was to see ``before`` never came."""
+        closed = connection.closed
+        if closed is not None and closed.lost:
+            raise TargetUnreachable(
+                f"connection lost: {connection.label} to {connection.url} ended without a "
+                f"close frame ({closed.reason}) before {before}"
+            )
 
     def found(
         self,
@@ -354,7 +384,7 @@ class World:
         the end of the scenario, as frames are."""
         from conformance import contract
 
-        if answer.status >= 400 and answer.status != 0:
+        if answer.status >= 400:
             problems = contract.errors("aoi3/error_response.json", answer.body)
             self.verdicts.record(
                 "AOI-GEN-001",

@@ -15,7 +15,7 @@ import json
 import ssl
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -70,6 +70,7 @@ class Closed:
     reason: str
     at: float  # time.monotonic()
     by_target: bool
+    lost: bool = False  # the TCP connection ended (reset, EOF) without a close frame
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +80,7 @@ class Handshake:
     subprotocol: str | None = None
     error: str = ""  # why no upgrade answer came (connection, TLS, timeout)
     at: float = 0.0  # when the connection was established
+    reached: bool = False  # a TCP connection was made (TLS and the upgrade may still fail)
 
 
 @dataclass
@@ -124,6 +126,7 @@ class Aoi2Connection:
         self._ws = WSConnection(ConnectionType.CLIENT)
         self._send_lock: trio.Lock | None = None
         self._seq = 0
+        self._reached = False
 
     # --- synchronous API: each method is one portal call -----------------------------------
 
@@ -196,6 +199,7 @@ class Aoi2Connection:
         host = parts.hostname or "localhost"
         port = parts.port or (443 if secure else 80)
         stream: trio.abc.Stream = await trio.open_tcp_stream(host, port)
+        self._reached = True
         if secure:
             context = ssl.create_default_context(cafile=str(self.ca_file) if self.ca_file else None)
             tls = trio.SSLStream(stream, context, server_hostname=host, https_compatible=True)
@@ -241,13 +245,11 @@ class Aoi2Connection:
                     with trio.fail_after(self.connect_timeout):
                         self._stream = await self._connect()
                         handshake, early = await self._handshake(self._stream)
-                except (OSError, trio.TooSlowError, trio.BrokenResourceError) as e:
-                    task_status.started(Handshake(False, error=f"{type(e).__name__}: {e}"))
+                except Exception as e:  # OSError, TLS, timeout, wsproto's protocol errors
+                    error = f"{type(e).__name__}: {e}"
+                    task_status.started(Handshake(False, error=error, reached=self._reached))
                     return
-                except Exception as e:  # wsproto's protocol errors: the target's fault
-                    task_status.started(Handshake(False, error=f"{type(e).__name__}: {e}"))
-                    return
-                task_status.started(handshake)
+                task_status.started(replace(handshake, reached=True))
                 if not handshake.accepted:
                     return
                 state.last_sent = time.monotonic()
@@ -272,10 +274,12 @@ class Aoi2Connection:
             try:
                 data = await self._stream.receive_some(65536)
             except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as e:
-                self._mark_closed(ABNORMAL, f"connection lost: {e}", by_target=True)
+                self._mark_closed(ABNORMAL, f"connection lost: {e}", by_target=True, lost=True)
                 return
             if not data:
-                self._mark_closed(ABNORMAL, "TCP closed without a close frame", by_target=True)
+                self._mark_closed(
+                    ABNORMAL, "TCP closed without a close frame", by_target=True, lost=True
+                )
                 return
             try:
                 self._ws.receive_data(bytes(data))
@@ -322,9 +326,9 @@ class Aoi2Connection:
                 pong["ts"] = frame.get("ts")
             await self._send_text(json.dumps(pong))
 
-    def _mark_closed(self, code: int, reason: str, *, by_target: bool) -> None:
+    def _mark_closed(self, code: int, reason: str, *, by_target: bool, lost: bool = False) -> None:
         if self._state.closed is None:
-            self._state.closed = Closed(code, reason, time.monotonic(), by_target)
+            self._state.closed = Closed(code, reason, time.monotonic(), by_target, lost)
             if self._state.changed is not None:
                 self._changed()
 

@@ -1,4 +1,9 @@
-"""The suite's AOI-3 client (server apps and operators), on httpx, every exchange logged."""
+"""The suite's AOI-3 client (server apps and operators), on httpx, every exchange logged.
+
+A request that gets no response at all (no connection, a connection lost before the
+response, no response in time) raises :class:`~conformance.verdicts.TargetUnreachable`:
+no step ever judges a status it did not see.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ from typing import Any
 
 import httpx
 
+from conformance.verdicts import TargetUnreachable
 from conformance.wirelog import WireLog
 
 _SHOWN_HEADERS = ("location", "retry-after", "www-authenticate", "content-type")
@@ -23,7 +29,7 @@ class Answer:
     headers: httpx.Headers
     body: Any  # the JSON value, or the text when it is not JSON
     text: str
-    error: str = ""  # why there was no response at all
+    error: str = ""  # why there was no response at all (only with answer_required=False)
 
     @property
     def json_object(self) -> dict[str, Any]:
@@ -39,6 +45,7 @@ class Aoi3Client:
             verify = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
         self.base_url = base_url.rstrip("/")
         self.wirelog = wirelog
+        self.timeout = timeout
         # One connection per request: a server may close an idle kept-alive connection at
         # any time, and a request racing that close would be judged as unanswered.
         self._client = httpx.Client(
@@ -61,7 +68,10 @@ class Aoi3Client:
         body: Any = None,
         content: bytes | None = None,
         channel: str = "http",
+        answer_required: bool = True,
     ) -> Answer:
+        """One exchange; without a response it raises :class:`TargetUnreachable`, or with
+        ``answer_required=False`` returns an :class:`Answer` of status 0 that says why."""
         headers: dict[str, str] = {}
         if key is not None:
             headers["Authorization"] = f"Bearer {key}"
@@ -84,6 +94,8 @@ class Aoi3Client:
             )
         except httpx.HTTPError as e:
             self.wirelog.add(channel, "--", f"no response: {type(e).__name__}: {e}")
+            if answer_required:
+                raise TargetUnreachable(f"{method} {url}: {self._no_response(e)}") from None
             return Answer(0, httpx.Headers(), None, "", error=f"{type(e).__name__}: {e}")
         text = response.text
         try:
@@ -96,6 +108,13 @@ class Aoi3Client:
             lines.append(_clip(text))
         self.wirelog.add(channel, "<-", "\n".join(lines))
         return Answer(response.status_code, response.headers, decoded, text)
+
+    def _no_response(self, error: httpx.HTTPError) -> str:
+        if isinstance(error, httpx.ConnectError | httpx.ConnectTimeout):
+            return f"target unreachable: {type(error).__name__}: {error}"
+        if isinstance(error, httpx.TimeoutException):
+            return f"connection lost: no response within {self.timeout:.0f} s"
+        return f"connection lost before the response: {type(error).__name__}: {error}"
 
 
 def _clip(text: str, limit: int = 1024) -> str:

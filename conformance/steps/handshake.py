@@ -37,7 +37,7 @@ def upgrade_accepted(world: World, offer: str, req: str) -> None:
 @then(text("the upgrade is refused [{req:req}]"))
 def upgrade_refused(world: World, req: str) -> None:
     handshake = world.notes["handshake"]
-    if not handshake.accepted:
+    if not handshake.accepted:  # the target answered: a connection never made stopped earlier
         world.check(req, True, f"refused: HTTP {handshake.status} {handshake.error}")
         return
     # Accepted: only a server that at once closes the connection has refused it.
@@ -66,7 +66,7 @@ def opens_silent(world: World, name: str) -> None:
 def closed_by_handshake_timeout(world: World, name: str, req: str) -> None:
     device = world.device(name)
     limit = world.ixit.handshake_timeout_s
-    closed = device.connection().wait_closed(world.timeout(limit + GRACE_S))
+    closed = device.wait_closed(limit + GRACE_S)
     opened = device.connection().handshake.at
     closed = world.found(
         req,
@@ -105,7 +105,7 @@ def keepalive_within_policy(world: World, name: str, req: str) -> None:
     answer = world.notes["policy"]
     world.precondition(
         answer.status == 200 and isinstance(answer.body, dict),
-        f"the policy document could not be fetched: HTTP {answer.status} {answer.error}",
+        f"the policy document could not be fetched: HTTP {answer.status} {answer.text[:200]}",
     )
     policy = answer.json_object.get("keepalive_s")
     given = (world.device(name).welcome or {}).get("keepalive_s")
@@ -167,7 +167,7 @@ def closed_for_silence(world: World, name: str, req: str) -> None:
     world.precondition(isinstance(given, int | float), "welcome gave no keepalive_s")
     keepalive = float(given or 0)
     silent_since = world.notes[f"silent since {name}"]
-    closed = device.connection().wait_closed(world.timeout(2 * keepalive + GRACE_S))
+    closed = device.wait_closed(2 * keepalive + GRACE_S)
     closed = world.found(
         req,
         closed,
