@@ -1,16 +1,18 @@
 """pytest plugin of the AOI conformance suite (entry point ``aoi_conformance``).
 
-It is loaded by every pytest run of the project, so it only adds its options unless the
-run is the suite's: ``pytest conformance`` (or a path inside it), or ``--target`` /
-``--ixit`` given. Then it loads the registry and the IXIT, starts nothing yet (the
-embedded reference starts on first use), registers the step definitions and the
+It is loaded by every pytest run of the environment, so it only adds its options unless
+the run is the suite's: ``pytest conformance`` (or a path inside it), ``pytest --pyargs
+conformance`` (the suite installed from its wheel), or ``--target`` / ``--ixit`` /
+``--target-client`` given. Then it checks the IXIT (every problem in one usage error),
+decides the targets, registers the step definitions and the
 :class:`~conformance.runtime.Runtime`, and sets the report defaults under ``reports/``.
+Nothing is started before the first scenario: the runtime's preflight does it.
 """
 
 from __future__ import annotations
 
 import importlib
-import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -31,6 +33,11 @@ STEP_MODULES = (
     "conformance.steps.client_servers",
     "conformance.steps.client_timing",
 )
+NO_TARGET = (
+    "no target, and the reference implementation (aoi-kit) is not installed to certify "
+    "instead: give --target ws://HOST:PORT/aoi --ixit FILE (an AOI Server) or "
+    '--target-client "COMMAND" (an AOI Client)'
+)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -40,10 +47,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--target-client", help="command that starts the AOI Client under test")
     group.addoption("--ixit", help="IXIT/ICS file (TOML) describing the target")
     group.addoption(
-        "--requirement", action="append", default=[], help="run only scenarios proving this ID"
+        "--requirement",
+        action="append",
+        default=[],
+        help="run only the scenarios that prove this requirement ID (repeatable)",
     )
-    # ``--feature NAME`` (run only features/NAME.feature) is pytest-bdd's own option, which
-    # pytest-bdd reads only with --generate-missing; the suite filters by it otherwise.
+    # ``--feature NAME`` (run only features/NAME.feature, repeatable) is pytest-bdd's own
+    # option, which pytest-bdd reads only with --generate-missing: the suite filters by it
+    # and refuses a name that is no feature (conformance.runtime).
     group.addoption(
         "--timeout-scale", type=float, default=None, help="multiply every timeout (default 1)"
     )
@@ -51,14 +62,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def is_active(config: pytest.Config) -> bool:
-    """Whether this run is the conformance suite's."""
+    """Whether this run is the conformance suite's: a target option, or a test path (or,
+    with ``--pyargs``, a module name) inside the suite's package."""
     if any(config.getoption(o) for o in ("--target", "--ixit", "--target-client")):
         return True
     base = config.invocation_params.dir
-    for arg in config.invocation_params.args:
-        if arg.startswith("-"):
-            continue
-        path = (base / arg.split("::", 1)[0]).resolve()
+    for arg in config.args:
+        where = arg.split("::", 1)[0]
+        if config.option.pyargs and where.split(".", 1)[0] == PACKAGE_DIR.name:
+            return True
+        path = (base / where).resolve()
         if path == PACKAGE_DIR or PACKAGE_DIR in path.parents:
             return True
     return False
@@ -68,30 +81,36 @@ def is_active(config: pytest.Config) -> bool:
 def pytest_configure(config: pytest.Config) -> None:
     if not is_active(config):
         return
-    reports = Path(config.getoption("--reports-dir") or config.rootpath / "reports").resolve()
-    reports.mkdir(parents=True, exist_ok=True)
-    if not config.option.collectonly:  # what an earlier run left would mix with this one's
-        for stale in ("wire", "embedded", "clients"):
-            shutil.rmtree(reports / stale, ignore_errors=True)
-    # Defaults read by junitxml and allure-pytest-bdd in their own pytest_configure,
-    # which run after this one (tryfirst).
-    if not getattr(config.option, "xmlpath", None):
-        config.option.xmlpath = str(reports / "junit.xml")
-    if hasattr(config.option, "allure_report_dir") and not config.option.allure_report_dir:
-        config.option.allure_report_dir = str(reports / "allure-results")
-        config.option.clean_alluredir = True
-
-    from conformance.registry import load_registry
-    from conformance.runtime import DISRUPTIVE, RUNTIME_NAME
+    from conformance import allure_results, bundle
+    from conformance.registry import OTHER_TAGS, load_registry
+    from conformance.runtime import RUNTIME_NAME, check_selection
 
     registry = load_registry()
     for req in registry.requirements.values():
         config.addinivalue_line(
             "markers", f"{req.id}: {req.level} [{'/'.join(req.roles)}] {req.text}"
         )
-    config.addinivalue_line("markers", f"{DISRUPTIVE}: leaves the target changed; runs last")
+    for tag, meaning in OTHER_TAGS.items():
+        config.addinivalue_line("markers", f"{tag}: {meaning}")
 
-    runtime = _runtime(config, registry, reports)
+    check_selection(config, registry)
+    reports = Path(config.getoption("--reports-dir") or config.rootpath / "reports").resolve()
+    runtime = _runtime(config, registry, reports)  # a usage error stops here: nothing moved
+    if not config.option.collectonly:
+        runtime.note = bundle.prepare(reports, partial=bundle.is_partial(config))
+    # Defaults read by junitxml and allure-pytest-bdd in their own pytest_configure,
+    # which run after this one (tryfirst). Tracebacks are the suite's, not the target's:
+    # the verdicts and the wire logs explain a run (--tb=short shows them again).
+    if not getattr(config.option, "xmlpath", None):
+        config.option.xmlpath = str(reports / "junit.xml")
+    if hasattr(config.option, "allure_report_dir") and not config.option.allure_report_dir:
+        config.option.allure_report_dir = str(reports / "allure-results")
+        config.option.clean_alluredir = True
+    if config.option.tbstyle == "auto":
+        config.option.tbstyle = "no"
+    if not any(a.startswith("-r") for a in config.invocation_params.args):
+        config.option.reportchars = ""  # the run's own summary lists what failed, and why
+    allure_results.register(config)
     config.pluginmanager.register(runtime, RUNTIME_NAME)
     # Registered as imported, not through ``import_plugin``: that one marks each module
     # for assertion rewriting and fails (a PytestAssertRewriteWarning, an error under
@@ -103,40 +122,39 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def _runtime(config: pytest.Config, registry: object, reports: Path) -> object:
-    import secrets
-    import tomllib
-    from dataclasses import replace
-
+    """The run's :class:`~conformance.runtime.Runtime`: its targets from the options and
+    the IXIT; a mistake in either is a usage error that says what to fix."""
     from conformance.client_target import ClientMode, parse_client_target
-    from conformance.embedded import EmbeddedReference, embedded_client, embedded_ixit
-    from conformance.ixit import Ics, Ixit, IxitError, load_ixit
-    from conformance.runtime import Runtime
+    from conformance.embedded import LABEL, EmbeddedReference, reference_installed
+    from conformance.ixit import Ics, Ixit, IxitError, load_document, parse_ixit
+    from conformance.ixit_check import problems
+    from conformance.runtime import Runtime, generated_identity
     from conformance.targets import ExternalTargets, NoServer
 
     target = config.getoption("--target")
     ixit_path = config.getoption("--ixit")
     command = config.getoption("--target-client")
-    clients_dir = reports / "clients"
+    scale = config.getoption("--timeout-scale")
+    if ixit_path is None and target is None and command is None:
+        if not config.option.collectonly and not reference_installed():
+            raise pytest.UsageError(NO_TARGET)
+        embedded = EmbeddedReference(reports / "embedded", timeout_scale=scale or 1.0)
+        return Runtime(
+            config=config,
+            registry=registry,  # type: ignore[arg-type]
+            ixit=embedded.ixit,
+            targets=embedded,
+            mode="embedded",
+            target_label=LABEL,
+            timeout_scale=scale or 1.0,
+            reports_dir=reports,
+        )
+    where = f"IXIT {ixit_path}" if ixit_path else "options"
     try:
-        if ixit_path is None and target is None and command is None:
-            ixit = embedded_ixit()
-            scale = config.getoption("--timeout-scale") or ixit.timeout_scale
-            return Runtime(
-                config=config,
-                registry=registry,  # type: ignore[arg-type]
-                ixit=ixit,
-                targets=EmbeddedReference(ixit, reports / "embedded", timeout_scale=scale),
-                mode="embedded",
-                target_label="embedded reference AOI Server and AOI Client "
-                "(python -m aoi server, python -m aoi client)",
-                timeout_scale=scale,
-                reports_dir=reports,
-                client=embedded_client(clients_dir),
-            )
         document: dict[str, object] = {}
         if ixit_path is not None:
-            ixit = load_ixit(Path(ixit_path))
-            document = tomllib.loads(Path(ixit_path).read_text(encoding="utf-8"))
+            document = load_document(Path(ixit_path))
+            ixit = parse_ixit(document, Path(ixit_path).resolve().parent)
         elif target is not None:
             raise IxitError("--target needs --ixit: the suite needs test credentials")
         else:  # --target-client alone: nothing to know but the command
@@ -148,8 +166,7 @@ def _runtime(config: pytest.Config, registry: object, reports: Path) -> object:
             )
         if target:
             ixit = ixit.with_target(target, config.getoption("--target-http"))
-        generated = (f"conformance-dut-{secrets.token_hex(4)}", "k" + secrets.token_urlsafe(18))
-        client_target = parse_client_target(document, command, generated)
+        client_target = parse_client_target(document, command, generated_identity())
         roles = set(ixit.ics.roles)
         if client_target is not None:
             roles.add("C")
@@ -157,14 +174,17 @@ def _runtime(config: pytest.Config, registry: object, reports: Path) -> object:
             roles.discard("C")
         if client_target is None or "main" in ixit.endpoints:
             ixit.endpoint("main")  # raises when the IXIT names no server either
+            found = problems(document, server=True) if "S" in roles else []
+            if found:
+                raise IxitError(found)
         else:
             roles.discard("S")
         if not roles:
             raise IxitError("[ics] roles names no role that this run has a target for")
         ixit = replace(ixit, ics=replace(ixit.ics, roles=frozenset(roles)))
     except IxitError as e:
-        raise pytest.UsageError(f"IXIT: {e}") from e
-    scale = config.getoption("--timeout-scale") or ixit.timeout_scale
+        raise pytest.UsageError(f"{where}: {e}") from None
+    scale = scale or ixit.timeout_scale
     has_server = "S" in ixit.ics.roles
     labels = [ixit.endpoint("main").aoi2] if has_server else []
     if client_target is not None:
@@ -178,5 +198,5 @@ def _runtime(config: pytest.Config, registry: object, reports: Path) -> object:
         target_label="; ".join(labels),
         timeout_scale=scale,
         reports_dir=reports,
-        client=ClientMode(client_target, clients_dir) if client_target is not None else None,
+        client=ClientMode(client_target, reports / "clients") if client_target else None,
     )

@@ -16,13 +16,14 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from conformance.registry import FEATURES_DIR, ROOT, load_scenarios, scenarios_by_requirement
+from conformance import schemas
+from conformance.registry import FEATURES_DIR, load_scenarios, scenarios_by_requirement
 from conformance.verdicts import SEVERITY, Verdict, combine
 
 if TYPE_CHECKING:
     from conformance.runtime import Runtime
 
-SCHEMAS_DIR = ROOT / "schemas"
+SCHEMAS_DIR = schemas.ROOT
 
 
 def tree_sha256(root: Path, patterns: tuple[str, ...]) -> str:
@@ -37,7 +38,7 @@ def tree_sha256(root: Path, patterns: tuple[str, ...]) -> str:
 
 def suite_identity() -> dict[str, Any]:
     try:
-        version = metadata.version("aoi-kit")
+        version = metadata.version("aoi-conformance")
     except metadata.PackageNotFoundError:  # pragma: no cover - run from a bare checkout
         version = "unknown"
     features = tree_sha256(FEATURES_DIR, ("*.feature", "*.yaml"))
@@ -127,7 +128,6 @@ def statement(runtime: Runtime) -> dict[str, Any]:
         "keywords": config.option.keyword or "",
     }
     partial = any(selection.values()) or any(r["explanation"].startswith("not run") for r in rows)
-    failing = summary["FAIL"] + summary["ERROR"]
     ics = runtime.ixit.ics
     return {
         "statement": "AOI conformance statement",
@@ -152,20 +152,35 @@ def statement(runtime: Runtime) -> dict[str, Any]:
             "selection": selection,
             "complete": not partial,
         },
-        "result": "not conformant" if failing else "incomplete" if partial else "conformant",
+        "result": result(summary, partial),
         "summary": summary,
         "requirements": rows,
     }
 
 
+def result(summary: dict[str, int], partial: bool) -> str:
+    """``not conformant`` when a requirement FAILs; ``incomplete`` when one could not be
+    judged (ERROR) or the run was partial; else ``conformant``."""
+    if summary["FAIL"]:
+        return "not conformant"
+    if summary["ERROR"] or partial:
+        return "incomplete"
+    return "conformant"
+
+
+def result_line(path: Path) -> str:
+    """The last line of a run: its result, the counts of its verdicts, its statement."""
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        return f"AOI conformance: no statement ({e})"
+    counts = ", ".join(f"{n} {v}" for v, n in document["summary"].items() if n)
+    partial = "" if document["run"]["complete"] else " (partial run)"
+    where = path.with_suffix(".html")
+    return f"AOI conformance: {document['result']}{partial}: {counts} - {where}"
+
+
 def _endpoints(runtime: Runtime) -> dict[str, str]:
-    instances = getattr(runtime.targets, "instances", None)
-    if instances is not None:
-        return {
-            p: i.endpoint.aoi2
-            for p, i in sorted(instances.items())
-            if i.endpoint and i.endpoint.aoi2
-        }
     return {p: e.aoi2 for p, e in sorted(runtime.ixit.endpoints.items())}
 
 
@@ -197,18 +212,43 @@ def _badge(verdict: str) -> str:
     return f'<span class="v" style="background:{colour}">{html.escape(verdict)}</span>'
 
 
+def _scenarios_html(scenarios: list[dict[str, Any]], only_bad: bool = False) -> str:
+    e = html.escape
+    return "".join(
+        f"<li>{_badge(s['verdict'])} {e(s['name'])}"
+        + (f" <small>{e(s['explanation'])}</small>" if s["verdict"] != "PASS" else "")
+        + (f' <a href="{e(s["wirelog"])}">wire log</a>' if s["wirelog"] else "")
+        + "</li>"
+        for s in scenarios
+        if not only_bad or s["verdict"] not in ("PASS", "N/A")
+    )
+
+
+def _findings_html(document: dict[str, Any]) -> str:
+    """What needs reading first: each FAIL, ERROR and WARN, why, and its scenarios."""
+    e = html.escape
+    order = ("FAIL", "ERROR", "WARN")
+    found = sorted(
+        (r for r in document["requirements"] if r["verdict"] in order),
+        key=lambda r: order.index(r["verdict"]),
+    )
+    if not found:
+        return "<p>No requirement FAILs, is in ERROR or WARNs.</p>"
+    items = "".join(
+        f'<li>{_badge(r["verdict"])} <a href="#{e(r["id"])}">{e(r["id"])}</a> '
+        f"({e(r['level'])}) {e(r['text'])}<br><strong>{e(r['explanation'])}</strong>"
+        f"<ul>{_scenarios_html(r['scenarios'], only_bad=True)}</ul></li>"
+        for r in found
+    )
+    return f"<h2>Failures, errors and warnings</h2><ol>{items}</ol>"
+
+
 def render_html(document: dict[str, Any]) -> str:
     e = html.escape
     suite, target, ics, run = (document[k] for k in ("suite", "target", "ics", "run"))
     rows = []
     for row in document["requirements"]:
-        scenarios = "".join(
-            f"<li>{_badge(s['verdict'])} {e(s['name'])}"
-            + (f" <small>{e(s['explanation'])}</small>" if s["verdict"] != "PASS" else "")
-            + (f' <a href="{e(s["wirelog"])}">wire log</a>' if s["wirelog"] else "")
-            + "</li>"
-            for s in row["scenarios"]
-        )
+        scenarios = _scenarios_html(row["scenarios"])
         detail = f"<ul>{scenarios}</ul>" if scenarios else f"<em>{e(row['explanation'])}</em>"
         rows.append(
             f'<tr id="{e(row["id"])}"><td><a href="#{e(row["id"])}">{e(row["id"])}</a></td>'
@@ -225,11 +265,14 @@ body {{ font: 14px/1.4 system-ui, sans-serif; margin: 2em; color: #222 }}
 table {{ border-collapse: collapse; width: 100% }}
 td, th {{ border-bottom: 1px solid #ddd; padding: .4em; vertical-align: top; text-align: left }}
 .v {{ color: #fff; border-radius: 3px; padding: 0 .4em; font-weight: 600; font-size: 12px }}
-tr:target {{ background: #fff8e1 }} ul {{ margin: .3em 0; padding-left: 1.2em }}
+tr:target {{ background: #fff8e1 }} ul, ol {{ margin: .3em 0; padding-left: 1.2em }}
+ol > li {{ margin-bottom: .6em }}
 code {{ font-size: 12px }}
 </style></head><body>
 <h1>AOI conformance statement</h1>
 <p><strong>Result: {e(document["result"])}</strong> &mdash; {summary}</p>
+{_findings_html(document)}
+<h2>Target and run</h2>
 <table>
 <tr><th>Target</th><td>{e(target["label"])} ({e(target["mode"])})</td></tr>
 <tr><th>ICS</th><td>{e(ics["implementation"] or "-")} {e(ics["version"])}

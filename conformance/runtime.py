@@ -1,13 +1,17 @@
 """The conformance run: registered as a pytest plugin only when the suite is active.
 
-It filters and orders the scenarios, gates optional features (N/A), turns each
-scenario's checks into verdicts, labels the Allure results, keeps the wire logs, and at
-the end writes the conformance statement (:mod:`conformance.report`).
+It checks and applies the selection, looks before any scenario at whether the target is
+there (:mod:`conformance.preflight`), gates optional features (N/A), turns each
+scenario's checks into verdicts, labels the Allure results (:mod:`conformance.allure_results`),
+keeps the wire logs, and at the end writes the conformance statement
+(:mod:`conformance.report`) and says the result in one line.
 """
 
 from __future__ import annotations
 
+import difflib
 import re
+import secrets
 import time
 from collections.abc import Generator
 from dataclasses import dataclass, field
@@ -16,12 +20,19 @@ from typing import Any
 
 import pytest
 
-from conformance.client_target import ClientMode
+from conformance import allure_results, preflight
+from conformance.client_target import ClientMode, parse_client_target
 from conformance.driver.portal import Portal
 from conformance.ixit import Ixit
-from conformance.registry import CITATION, REQUIREMENT_TAG, Registry, side_of
+from conformance.registry import CITATION, FEATURES_DIR, REQUIREMENT_TAG, Registry, side_of
 from conformance.targets import Targets
-from conformance.verdicts import Outcome, SuiteDefect, Verdict, scenario_verdict
+from conformance.verdicts import (
+    Outcome,
+    SuiteDefect,
+    TargetUnreachable,
+    Verdict,
+    scenario_verdict,
+)
 from conformance.world import World
 
 WORLD = pytest.StashKey[World]()
@@ -30,8 +41,15 @@ STARTED = pytest.StashKey[bool]()
 IN_STEP = pytest.StashKey[bool]()  # a step began and has not ended well (yet)
 RUNTIME_NAME = "aoi-conformance-runtime"
 DISRUPTIVE = "disruptive"  # scenarios that leave the target changed run last
-# Relative to reports/allure-report/index.html: the requirement's row in the statement.
-REQUIREMENT_LINK = "../conformance.html#{}"
+# How a scenario's verdict shows in pytest's and Allure's terms.
+STATUS = {
+    Verdict.PASS: "passed",
+    Verdict.WARN: "passed",
+    Verdict.FAIL: "failed",
+    Verdict.ERROR: "broken",
+    Verdict.BLOCKED: "broken",
+    Verdict.NA: "skipped",
+}
 
 
 @dataclass
@@ -62,6 +80,9 @@ class Runtime:
     results: dict[str, ScenarioResult] = field(default_factory=dict)
     selected: list[str] = field(default_factory=list)
     started: float = field(default_factory=time.time)
+    # What the preflight found unreachable: a profile, "restart command", "client command".
+    unreachable: dict[str, str] = field(default_factory=dict)
+    note: str = ""  # said at the start and the end (a complete statement moved aside)
     _portal: Portal | None = None
 
     def __repr__(self) -> str:
@@ -90,6 +111,18 @@ class Runtime:
             found.append(self.client.target.credential)
         return sorted({s for s in found if s}, key=len, reverse=True)
 
+    def adopt(self, ixit: Ixit, document: dict[str, Any]) -> None:
+        """Use ``ixit`` (and the AOI Client of its ``[client]``): the embedded run's, once
+        its lab is up."""
+        self.ixit = ixit
+        target = parse_client_target(document, None, generated_identity())
+        if target is not None:
+            self.client = ClientMode(target, self.reports_dir / "clients")
+
+    def pytest_report_header(self, config: pytest.Config) -> list[str]:
+        lines = [f"AOI conformance: {self.target_label}; reports in {self.reports_dir}"]
+        return [*lines, f"AOI conformance: {self.note}"] if self.note else lines
+
     # --- collection ------------------------------------------------------------------
 
     def requirements_of(self, item: pytest.Item) -> list[str]:
@@ -97,23 +130,18 @@ class Runtime:
 
     @staticmethod
     def feature_file_of(item: pytest.Item) -> str:
-        from pytest_bdd.scenario import scenario_wrapper_template_registry
+        template = _template(item)
+        return Path(template.feature.filename).name if template is not None else ""
 
-        template = scenario_wrapper_template_registry.get(getattr(item, "function", None))
-        if template is None:
-            return ""
-        return Path(template.feature.filename).name
+    @staticmethod
+    def steps_of(item: pytest.Item) -> list[str]:
+        template = _template(item)
+        return [step.name for step in template.steps] if template is not None else []
 
     def pytest_collection_modifyitems(
         self, session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
     ) -> None:
-        wanted_reqs = set(config.getoption("requirement") or [])
-        wanted_features = {
-            Path(f).name.removesuffix(".feature") for f in config.option.features or []
-        }
-        unknown = wanted_reqs - set(self.registry.requirements)
-        if unknown:
-            raise pytest.UsageError(f"--requirement: unknown {sorted(unknown)}")
+        wanted_reqs, wanted_features = selection(config)
         keep: list[pytest.Item] = []
         dropped: list[pytest.Item] = []
         for item in items:
@@ -129,6 +157,69 @@ class Runtime:
         keep.sort(key=lambda i: i.get_closest_marker(DISRUPTIVE) is not None)
         items[:] = keep
         self.selected = [i.nodeid for i in keep]
+
+    # --- before any scenario ---------------------------------------------------------
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtestloop(self, session: pytest.Session) -> None:
+        """Start what the run starts and look whether the target is there, once, before
+        the first scenario; say in one line what is not."""
+        if session.config.option.collectonly or not session.items:
+            return
+        needs = preflight.Needs()
+        for item in session.items:
+            side = side_of(self.feature_file_of(item))
+            if not self.not_applicable(self.requirements_of(item), side):
+                needs.add(side, self.steps_of(item))
+        start = getattr(self.targets, "start", None)
+        if start is not None:  # the embedded run: its lab, with the profiles it needs
+            try:
+                self.adopt(*start(needs.profiles))
+            except Exception as e:  # the reference would not start: nothing is judged
+                self.unreachable["*"] = f"the embedded reference could not be started: {e}"
+        if "*" not in self.unreachable:
+            self.unreachable = self._probe(needs)
+        if self.unreachable:
+            line = (
+                self.unreachable["*"]
+                if "*" in self.unreachable
+                else preflight.describe(self.unreachable)
+            )
+            reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+            if reporter is not None:
+                reporter.write_line(f"AOI conformance: {line}; its scenarios are ERROR, not run")
+
+    def _probe(self, needs: preflight.Needs) -> dict[str, str]:
+        endpoints = {}
+        for profile in sorted(needs.profiles):
+            try:
+                endpoints[profile] = self.targets.endpoint(profile)
+            except Exception:  # a profile the IXIT does not give: its scenario says so
+                continue
+        restart = self.ixit.restart_command if needs.restart else ""
+        client = self.client.target.command if needs.client and self.client else ""
+        return preflight.unreachable(
+            endpoints,
+            restart_command=restart,
+            client_command=client,
+            timeout_scale=self.timeout_scale,
+        )
+
+    def blocked(self, item: pytest.Item, side: str) -> str:
+        """Why the scenario cannot run: what it needs is unreachable ('' when it can)."""
+        if "*" in self.unreachable:
+            return self.unreachable["*"]
+        if side == "C":
+            reason = self.unreachable.get(preflight.CLIENT)
+            return f"the AOI Client under test cannot start: {reason}" if reason else ""
+        steps = self.steps_of(item)
+        profile = preflight.profile_of(steps)
+        if profile in self.unreachable:
+            return f"target unreachable: {profile} {self.unreachable[profile]}"
+        restart = self.unreachable.get(preflight.RESTART)
+        if restart and preflight.CRASH_STEP in steps:
+            return f"the [restart] command cannot run: {restart}"
+        return ""
 
     # --- scenarios -------------------------------------------------------------------
 
@@ -157,10 +248,14 @@ class Runtime:
         item = request.node
         item.stash[STARTED] = True
         reqs = self.requirements_of(item)
-        _allure_static_labels(self, item, reqs)
-        reason = self.not_applicable(reqs, side_of(self.feature_file_of(item)))
+        allure_results.start(self.registry, reqs, self.feature_file_of(item))
+        side = side_of(self.feature_file_of(item))
+        reason = self.not_applicable(reqs, side)
         if reason:
             pytest.skip(reason)
+        reason = self.blocked(item, side)
+        if reason:
+            raise TargetUnreachable(reason)
 
     def pytest_bdd_before_step(self, request: pytest.FixtureRequest, **_: Any) -> None:
         request.node.stash[IN_STEP] = True
@@ -231,29 +326,12 @@ class Runtime:
         if report.skipped:
             reason = str(error) if error else "skipped"
             outcomes = {r: Outcome(Verdict.NA, reason) for r in reqs}
-            status = "skipped"
         elif world is None:
             outcomes = {r: Outcome(Verdict.ERROR, f"{type(error).__name__}: {error}") for r in reqs}
-            status = "broken"
         else:
             outcomes = world.verdicts.outcomes(error)
-            status = (
-                "passed"
-                if report.passed
-                else "failed"
-                if isinstance(error, AssertionError)
-                else "broken"
-            )
         verdict = scenario_verdict(outcomes)
-        wirelog = ""
-        if world is not None:
-            wirelog = self._write_wirelog(item, world)
-        if item.stash.get(STARTED, False):  # Allure knows the scenario only once it started
-            lines = [f"{req} {o.verdict.value}: {o.explanation}" for req, o in outcomes.items()]
-            _allure_attach("\n".join(lines) + "\n", "verdicts")
-            if world is not None:
-                _allure_attach(world.wirelog.render(), "wire log")
-            _allure_label("verdict", verdict.value)
+        wirelog = self._write_wirelog(item, world) if world is not None else ""
         message = ""
         if error is not None:
             message = str(error).splitlines()[0] if str(error) else type(error).__name__
@@ -263,18 +341,23 @@ class Runtime:
             code = world.notes.get("client exited") if world is not None else None
             if code is not None:  # so does an AOI Client under test that died
                 message += f" (the AOI Client under test exited with {code}; see reports/clients/)"
-        self.results[item.nodeid] = ScenarioResult(
+        result = ScenarioResult(
             nodeid=item.nodeid,
-            name=_scenario_name(item),
+            name=scenario_name(item),
             feature_file=self.feature_file_of(item),
             requirements=reqs,
-            status=status,
+            status=STATUS[verdict],
             verdict=verdict,
             outcomes=outcomes,
             message=message,
             wirelog=wirelog,
             duration_s=round(report.duration, 3),
         )
+        self.results[item.nodeid] = result
+        if item.stash.get(STARTED, False):  # Allure knows the scenario only once it started
+            allure_results.finish(
+                self.registry, result, world.wirelog if world is not None else None
+            )
 
     def _write_wirelog(self, item: pytest.Item, world: World) -> str:
         name = re.sub(r"[^A-Za-z0-9_.-]+", "_", item.nodeid.split("::", 1)[-1])[:150]
@@ -283,77 +366,121 @@ class Runtime:
         path.write_text(world.wirelog.render(), encoding="utf-8")
         return path.relative_to(self.reports_dir).as_posix()
 
+    # --- what pytest shows -----------------------------------------------------------
+
+    def pytest_report_teststatus(
+        self, report: pytest.TestReport, config: pytest.Config
+    ) -> tuple[str, str, str | tuple[str, dict[str, bool]]] | None:
+        """A scenario's verdict, not pytest's outcome: ``E`` for one that could not judge
+        (pytest's "error"), ``F`` for a FAIL; with ``-v`` its verdict and requirements."""
+        result = self.results.get(report.nodeid)
+        if result is None or report.when != ("setup" if report.skipped else "call"):
+            return None
+        if report.when == "setup" and not report.skipped:
+            return None
+        category, letter = {
+            "passed": ("passed", "."),
+            "failed": ("failed", "F"),
+            "broken": ("error", "E"),
+            "skipped": ("skipped", "s"),
+        }[result.status]
+        colour = {"passed": "green", "failed": "red", "error": "red", "skipped": "yellow"}
+        word = f"{result.verdict.value} {' '.join(result.requirements)}"
+        return category, letter, (word, {colour[category]: True})
+
     # --- end -------------------------------------------------------------------------
 
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         try:
-            if not self.config.option.collectonly:
+            if self.results:  # a run that judged nothing writes nothing, and says so
                 from conformance.report import write_reports
 
-                write_reports(self)
+                statement = write_reports(self)
+                allure_results.write_run_files(self.config, self, statement)
         finally:
             self.close()
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        """What the statement says that needs reading: each FAIL and WARN with why, the
+        ERRORs by their reason. The result itself is the run's last line (unconfigure)."""
         from conformance.report import requirement_rows
 
-        if self.config.option.collectonly:
+        if self.config.option.collectonly or not self.results:
             return
         rows = requirement_rows(self)
-        counts: dict[str, int] = {}
-        for row in rows:
-            counts[row["verdict"]] = counts.get(row["verdict"], 0) + 1
         terminalreporter.section("AOI conformance")
         terminalreporter.write_line(f"target: {self.target_label}")
+        errors: dict[str, list[str]] = {}
         for row in rows:
-            if row["verdict"] in ("FAIL", "ERROR", "WARN"):
+            if row["verdict"] in ("FAIL", "WARN"):
                 terminalreporter.write_line(f"{row['verdict']:5} {row['id']}: {row['explanation']}")
-        summary = ", ".join(f"{n} {v}" for v, n in sorted(counts.items()))
-        terminalreporter.write_line(f"requirements: {summary}")
-        terminalreporter.write_line(f"statement: {self.reports_dir / 'conformance.json'}")
+            elif row["verdict"] == "ERROR":
+                errors.setdefault(row["explanation"], []).append(row["id"])
+        for explanation, ids in errors.items():
+            terminalreporter.write_line(f"ERROR {', '.join(ids)}: {explanation}")
+        if self.note:
+            terminalreporter.write_line(self.note)
+
+    def pytest_unconfigure(self, config: pytest.Config) -> None:
+        """The run's last line: the result and the counts of the statement."""
+        reporter = config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is None or config.option.collectonly:
+            return
+        if not self.results:
+            if not self.selected:
+                reporter.write_line("AOI conformance: no scenario selected; no statement written")
+            return
+        from conformance.report import result_line
+
+        reporter.write_line(result_line(self.reports_dir / "conformance.json"), bold=True)
 
 
-def _scenario_name(item: pytest.Item) -> str:
+def generated_identity() -> tuple[str, str]:
+    """The client id and credential of an AOI Client under test whose IXIT fixes none."""
+    # The credential never starts with "-": it is a word of the client's command line.
+    return f"conformance-dut-{secrets.token_hex(4)}", "k" + secrets.token_urlsafe(18)
+
+
+def selection(config: pytest.Config) -> tuple[set[str], set[str]]:
+    """The requirements and features (file stems) the command line selects."""
+    features = {Path(f).name.removesuffix(".feature") for f in config.option.features or []}
+    return set(config.getoption("requirement") or []), features
+
+
+def check_selection(config: pytest.Config, registry: Registry) -> None:
+    """A usage error for a requirement or feature that names nothing, never an empty run."""
+    requirements, features = selection(config)
+    _known("--requirement", requirements, set(registry.requirements))
+    _known("--feature", features, {p.stem for p in FEATURES_DIR.glob("*.feature")})
+
+
+def _known(option: str, wanted: set[str], known: set[str]) -> None:
+    """A usage error for each name of ``option`` that names nothing, with the nearest."""
+    unknown = sorted(wanted - known)
+    if not unknown:
+        return
+    hints = []
+    folded = {k.lower(): k for k in known}
+    for name in unknown:
+        near = difflib.get_close_matches(name.lower(), sorted(folded), 1)
+        hints.append(f"{name!r}" + (f" (did you mean {folded[near[0]]!r}?)" if near else ""))
+    raise pytest.UsageError(
+        f"{option}: unknown {', '.join(hints)}; known: {', '.join(sorted(known))}"
+    )
+
+
+def _template(item: pytest.Item) -> Any:
     from pytest_bdd.scenario import scenario_wrapper_template_registry
 
-    template = scenario_wrapper_template_registry.get(getattr(item, "function", None))
-    name = template.name if template is not None else item.name
-    callspec = getattr(item, "callspec", None)
-    if callspec is not None and callspec.id:
-        name = f"{name} [{callspec.id}]"
-    return name
+    return scenario_wrapper_template_registry.get(getattr(item, "function", None))
 
 
-def _allure_static_labels(runtime: Runtime, item: pytest.Item, reqs: list[str]) -> None:
-    try:
-        import allure
-    except ImportError:  # pragma: no cover - allure-pytest-bdd is a dependency of the suite
-        return
-    stem = runtime.feature_file_of(item).removesuffix(".feature")
-    allure.dynamic.label("feature", stem)
-    for req in reqs:
-        requirement = runtime.registry[req]
-        allure.dynamic.label("requirement", req)
-        allure.dynamic.link(REQUIREMENT_LINK.format(req), name=f"{req}: {requirement.text}")
-    roles = sorted({r for req in reqs for r in runtime.registry[req].roles})
-    levels = sorted({runtime.registry[req].level.value for req in reqs})
-    for role in roles:
-        allure.dynamic.label("role", role)
-    for level in levels:
-        allure.dynamic.label("level", level)
-
-
-def _allure_label(name: str, value: str) -> None:
-    try:
-        import allure
-    except ImportError:  # pragma: no cover
-        return
-    allure.dynamic.label(name, value)
-
-
-def _allure_attach(text: str, name: str) -> None:
-    try:
-        import allure
-    except ImportError:  # pragma: no cover
-        return
-    allure.attach(text, name=name, attachment_type=allure.attachment_type.TEXT)
+def scenario_name(item: pytest.Item) -> str:
+    """The scenario's name as written; a row of an outline adds its example values."""
+    template = _template(item)
+    if template is None:
+        return item.name
+    example = allure_results.example_of(item)
+    if not example:
+        return str(template.name)
+    return f"{template.name} ({', '.join(f'{k}: {v}' for k, v in example.items())})"

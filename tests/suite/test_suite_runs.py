@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -82,15 +84,58 @@ def test_two_runs_give_the_same_verdicts(tmp_path: Path) -> None:
     assert first.statement["suite"] == second.statement["suite"]
 
 
-def test_a_target_that_is_not_there_is_not_certified(tmp_path: Path) -> None:
-    with target(tmp_path) as ixit:
-        pass  # the server is stopped again: nothing listens at the IXIT's address
-    run = run_suite(tmp_path / "reports", "--ixit", str(ixit), "--feature", "hello")
-    assert run.returncode == 1
-    verdicts = run.verdicts()
-    assert verdicts["AOI-OLC-001"] in ("FAIL", "ERROR")
-    assert verdicts["AOI-CON-004"] == "ERROR"  # blocked: never judged, never certified
-    assert run.statement["result"] == "not conformant"
+def test_a_target_that_is_not_there_is_not_judged_and_the_run_says_so_at_once(
+    tmp_path: Path,
+) -> None:
+    started = time.monotonic()
+    run = run_suite(
+        tmp_path, "--target", "ws://127.0.0.1:9/aoi", "--ixit", "conformance/ixit.example.toml"
+    )
+    seconds = time.monotonic() - started
+    assert run.returncode == 1 and seconds < 60, (seconds, run.output[-3000:])
+    said = [line for line in run.output.splitlines() if "target unreachable: main" in line]
+    assert said[0].startswith(
+        "AOI conformance: target unreachable: main ws://127.0.0.1:9/aoi (connection refused)"
+    )
+    assert run.output.rstrip().splitlines()[-1].startswith("AOI conformance: incomplete: ")
+    server = [r for r in run.statement["requirements"] if "S" in r["roles"]]
+    assert {r["verdict"] for r in server} == {"ERROR", "N/A"}
+    for row in server:
+        if row["verdict"] == "ERROR":
+            assert row["explanation"].startswith("target unreachable: "), row
+        else:  # optional features the example's ICS does not declare
+            assert "not declared" in row["explanation"] or "no [targets." in row["explanation"]
+    assert run.statement["result"] == "incomplete"
+    # Allure: broken, in the category of targets unreachable or blocked, never failed.
+    results = [
+        json.loads(p.read_text()) for p in (tmp_path / "allure-results").glob("*-result.json")
+    ]
+    assert {r["status"] for r in results} == {"broken", "skipped"}
+    broken = [r for r in results if r["status"] == "broken"]
+    assert all(
+        r["statusDetails"]["message"].startswith("BLOCKED: target unreachable") for r in broken
+    )
+    categories = json.loads((tmp_path / "allure-results" / "categories.json").read_text())
+    assert next(c["name"] for c in categories if "broken" in c["matchedStatuses"]).startswith(
+        "Target unreachable"
+    )
+
+
+def test_a_partial_run_keeps_a_complete_statement(tmp_path: Path) -> None:
+    complete = {"run": {"started": "2026-01-02T03:04:05Z", "complete": True}}
+    (tmp_path / "conformance.json").write_text(json.dumps(complete), encoding="utf-8")
+    (tmp_path / "wire").mkdir()
+    (tmp_path / "wire" / "scenario.log").write_text("evidence", encoding="utf-8")
+    run = run_suite(
+        tmp_path,
+        "--target", "ws://127.0.0.1:9/aoi", "--ixit", "conformance/ixit.example.toml",
+        "--feature", "hello",
+    )  # fmt: skip
+    kept = tmp_path / "complete-20260102T030405Z"
+    assert json.loads((kept / "conformance.json").read_text()) == complete
+    assert (kept / "wire" / "scenario.log").read_text() == "evidence"
+    assert f"were moved to {kept}" in run.output
+    assert run.statement["run"]["complete"] is False
 
 
 def test_an_undeclared_optional_feature_is_not_applicable(tmp_path: Path) -> None:

@@ -1,0 +1,75 @@
+"""Every mistake on the command line or in the IXIT is a usage error that says, in one
+line each, what is wrong and where: ``pytest conformance`` as users type it."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.suite.harness import PYTEST, ROOT
+
+EXAMPLE = ROOT / "conformance" / "ixit.example.toml"
+USAGE_ERROR = 4  # pytest.ExitCode.USAGE_ERROR
+
+
+def _pytest(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    command = [PYTEST, "conformance", "--reports-dir", str(tmp_path / "reports"), *args]
+    return subprocess.run(
+        command, cwd=ROOT, capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+def test_every_mistake_of_an_ixit_is_listed_at_once(tmp_path: Path) -> None:
+    text = EXAMPLE.read_text(encoding="utf-8")
+    text = text.replace("max_sessions = 4", "max_sesions = 4")
+    text = text.replace("[clients.B]", "[client.B]")
+    text = text.replace('key = "change-me-main"\n', "")
+    text = text.replace("[clients.E]", "[clients.F]")
+    ixit = tmp_path / "mine.toml"
+    ixit.write_text(text, encoding="utf-8")
+    done = _pytest(tmp_path, "--target", "ws://127.0.0.1:9/aoi", "--ixit", str(ixit))
+    assert done.returncode == USAGE_ERROR, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr + done.stdout
+    assert "INTERNALERROR" not in done.stderr + done.stdout
+    lines = done.stderr.splitlines()
+    assert lines[0] == f"ERROR: IXIT {ixit}: 3 problems:"
+    assert lines[1:4] == [
+        "  [client.B]: unknown table; did you mean [clients.B]?",
+        "  [overload] max_sesions: unknown key; did you mean max_sessions?",
+        "  [server_apps.main] key: missing",
+    ]
+    assert not (tmp_path / "reports" / "conformance.json").exists()
+
+
+def test_a_server_run_names_the_clients_it_misses(tmp_path: Path) -> None:
+    ixit = tmp_path / "mine.toml"
+    ixit.write_text(
+        EXAMPLE.read_text(encoding="utf-8").replace("[clients.E]", "[clients.F]"),
+        encoding="utf-8",
+    )
+    done = _pytest(tmp_path, "--ixit", str(ixit))
+    assert done.returncode == USAGE_ERROR
+    assert done.stderr.splitlines()[0] == f"ERROR: IXIT {ixit}: [clients.E]: missing"
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "said"),
+    [
+        ("--feature", "overlaod", "--feature: unknown 'overlaod' (did you mean 'overload'?)"),
+        (
+            "--requirement",
+            "aoi-ocl-002",
+            "--requirement: unknown 'aoi-ocl-002' (did you mean 'AOI-OLC-002'?)",
+        ),
+    ],
+)
+def test_an_unknown_selection_is_refused_with_the_nearest_name(
+    tmp_path: Path, option: str, value: str, said: str
+) -> None:
+    done = _pytest(tmp_path, option, value)
+    assert done.returncode == USAGE_ERROR
+    first = done.stderr.splitlines()[0]
+    assert first.startswith(f"ERROR: {said}; known: "), first
+    assert not (tmp_path / "reports" / "conformance.json").exists()
