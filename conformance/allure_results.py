@@ -162,6 +162,29 @@ def register(config: pytest.Config) -> None:
     plugin = StatusFromVerdict()
     allure_commons.plugin_manager.register(plugin)
     config.add_cleanup(lambda: allure_commons.plugin_manager.unregister(plugin))
+    _title_path_outside_rootdir()
+
+
+def _title_path_outside_rootdir() -> None:
+    """allure-pytest-bdd places a scenario by its feature file relative to pytest's rootdir
+    and fails (ValueError) for a feature outside it, which every feature is when the suite
+    runs from its wheel (site-packages). There, the place is the features/ of the suite."""
+    try:
+        from allure_pytest_bdd import pytest_bdd_listener
+    except ImportError:  # pragma: no cover - a dependency of the suite
+        return
+    original = getattr(pytest_bdd_listener, "get_title_path", None)
+    if original is None or getattr(original, "outside_rootdir", False):
+        return
+
+    def title_path(request: pytest.FixtureRequest, feature: Any) -> list[str]:
+        try:
+            return list(original(request, feature))
+        except ValueError:
+            return ["features", feature.name or Path(feature.filename).name]
+
+    title_path.outside_rootdir = True  # type: ignore[attr-defined]
+    pytest_bdd_listener.get_title_path = title_path
 
 
 def write_run_files(config: pytest.Config, runtime: Runtime, statement: dict[str, Any]) -> None:
