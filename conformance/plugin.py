@@ -149,7 +149,7 @@ def _runtime(config: pytest.Config, registry: object, reports: Path) -> object:
             timeout_scale=scale or 1.0,
             reports_dir=reports,
         )
-    where = f"IXIT {ixit_path}" if ixit_path else "options"
+    where = f"IXIT {ixit_path}" if ixit_path else "the command line"
     try:
         document: dict[str, object] = {}
         if ixit_path is not None:

@@ -314,7 +314,7 @@ class Runtime:
     ) -> Generator[None, Any, None]:
         outcome = yield
         report: pytest.TestReport = outcome.get_result()
-        if report.when == "call" or (report.when == "setup" and not report.passed):
+        if _recorded(report):
             self._record(item, call, report)
 
     def _record(
@@ -374,9 +374,7 @@ class Runtime:
         """A scenario's verdict, not pytest's outcome: ``E`` for one that could not judge
         (pytest's "error"), ``F`` for a FAIL; with ``-v`` its verdict and requirements."""
         result = self.results.get(report.nodeid)
-        if result is None or report.when != ("setup" if report.skipped else "call"):
-            return None
-        if report.when == "setup" and not report.skipped:
+        if result is None or not _recorded(report):
             return None
         category, letter = {
             "passed": ("passed", "."),
@@ -433,6 +431,11 @@ class Runtime:
         from conformance.report import result_line
 
         reporter.write_line(result_line(self.reports_dir / "conformance.json"), bold=True)
+
+
+def _recorded(report: pytest.TestReport) -> bool:
+    """Whether ``report`` is the one that ends a scenario: its call, or a setup that failed."""
+    return report.when == "call" or (report.when == "setup" and not report.passed)
 
 
 def generated_identity() -> tuple[str, str]:
