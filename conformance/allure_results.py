@@ -74,7 +74,7 @@ CATEGORIES = [
 ]
 
 
-def start(registry: Registry, reqs: list[str], feature_file: str) -> None:
+def start(registry: Registry, reqs: list[str]) -> None:
     """The labels and links known when a scenario starts."""
     requirements = [registry[req] for req in reqs]
     for group in sorted({r.group for r in requirements if r.group}):

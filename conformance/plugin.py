@@ -96,16 +96,17 @@ def pytest_configure(config: pytest.Config) -> None:
     check_selection(config, registry)
     reports = Path(config.getoption("--reports-dir") or config.rootpath / "reports").resolve()
     runtime = _runtime(config, registry, reports)  # a usage error stops here: nothing moved
-    if not config.option.collectonly:
+    if not config.option.collectonly:  # a collection writes nothing
         runtime.note = bundle.prepare(reports, partial=bundle.is_partial(config))
-    # Defaults read by junitxml and allure-pytest-bdd in their own pytest_configure,
-    # which run after this one (tryfirst). Tracebacks are the suite's, not the target's:
-    # the verdicts and the wire logs explain a run (--tb=short shows them again).
-    if not getattr(config.option, "xmlpath", None):
-        config.option.xmlpath = str(reports / "junit.xml")
-    if hasattr(config.option, "allure_report_dir") and not config.option.allure_report_dir:
-        config.option.allure_report_dir = str(reports / "allure-results")
-        config.option.clean_alluredir = True
+        # Defaults read by junitxml and allure-pytest-bdd in their own pytest_configure,
+        # which run after this one (tryfirst).
+        if not getattr(config.option, "xmlpath", None):
+            config.option.xmlpath = str(reports / "junit.xml")
+        if hasattr(config.option, "allure_report_dir") and not config.option.allure_report_dir:
+            config.option.allure_report_dir = str(reports / "allure-results")
+            config.option.clean_alluredir = True
+    # Tracebacks are the suite's, not the target's: the verdicts and the wire logs explain
+    # a run (--tb=short shows them again).
     if config.option.tbstyle == "auto":
         config.option.tbstyle = "no"
     if not any(a.startswith("-r") for a in config.invocation_params.args):

@@ -82,6 +82,7 @@ class Runtime:
     started: float = field(default_factory=time.time)
     # What the preflight found unreachable: a profile, "restart command", "client command".
     unreachable: dict[str, str] = field(default_factory=dict)
+    not_started: str = ""  # why the embedded reference could not be started
     note: str = ""  # said at the start and the end (a complete statement moved aside)
     _portal: Portal | None = None
 
@@ -176,18 +177,13 @@ class Runtime:
             try:
                 self.adopt(*start(needs.profiles))
             except Exception as e:  # the reference would not start: nothing is judged
-                self.unreachable["*"] = f"the embedded reference could not be started: {e}"
-        if "*" not in self.unreachable:
+                self.not_started = f"the embedded reference could not be started: {e}"
+        if not self.not_started:
             self.unreachable = self._probe(needs)
-        if self.unreachable:
-            line = (
-                self.unreachable["*"]
-                if "*" in self.unreachable
-                else preflight.describe(self.unreachable)
-            )
-            reporter = session.config.pluginmanager.get_plugin("terminalreporter")
-            if reporter is not None:
-                reporter.write_line(f"AOI conformance: {line}; its scenarios are ERROR, not run")
+        line = self.not_started or (self.unreachable and preflight.describe(self.unreachable))
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if line and reporter is not None:
+            reporter.write_line(f"AOI conformance: {line}; its scenarios are ERROR, not run")
 
     def _probe(self, needs: preflight.Needs) -> dict[str, str]:
         endpoints = {}
@@ -207,8 +203,8 @@ class Runtime:
 
     def blocked(self, item: pytest.Item, side: str) -> str:
         """Why the scenario cannot run: what it needs is unreachable ('' when it can)."""
-        if "*" in self.unreachable:
-            return self.unreachable["*"]
+        if self.not_started:
+            return self.not_started
         if side == "C":
             reason = self.unreachable.get(preflight.CLIENT)
             return f"the AOI Client under test cannot start: {reason}" if reason else ""
@@ -248,7 +244,7 @@ class Runtime:
         item = request.node
         item.stash[STARTED] = True
         reqs = self.requirements_of(item)
-        allure_results.start(self.registry, reqs, self.feature_file_of(item))
+        allure_results.start(self.registry, reqs)
         side = side_of(self.feature_file_of(item))
         reason = self.not_applicable(reqs, side)
         if reason:
