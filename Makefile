@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml $(SUITE)/pyproject.toml
 	touch $@
 
 $(VENV)/.bench-installed: $(STAMP)
-	$(PY) -m pip install --quiet -e '.[dev,bench]'
+	PYTHONWARNINGS="ignore:Editable installation" $(PY) -m pip install --quiet -e '.[dev,bench]'
 	touch $@
 
 # The store's tests run a private redis-server: Debian's, installed here when it is missing.
