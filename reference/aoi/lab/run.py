@@ -60,7 +60,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--profiles",
         default=",".join(plan.PROFILES),
-        help=f"comma-separated instances to start (default: all: {','.join(plan.PROFILES)})",
+        help=f"comma-separated profiles to start (default: all {len(plan.PROFILES)})",
     )
     p.add_argument("--host", default="127.0.0.1", help="address the instances listen on")
     p.add_argument(
