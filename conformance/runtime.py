@@ -251,6 +251,9 @@ class Runtime:
             pytest.skip(reason)
         reason = self.blocked(item, side)
         if reason:
+            world = item.stash.get(WORLD, None)
+            if world is not None:  # its wire log says why it holds nothing else
+                world.wirelog.add("suite", "--", f"not run: {reason}")
             raise TargetUnreachable(reason)
 
     def pytest_bdd_before_step(self, request: pytest.FixtureRequest, **_: Any) -> None:
