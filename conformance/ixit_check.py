@@ -39,8 +39,9 @@ def problems(document: dict[str, Any], *, server: bool = False) -> list[str]:
     """Why ``document`` is not a valid IXIT (empty when it is); ``server``: the run judges
     an AOI Server, which needs clients A to E and the server apps main, other, limited."""
     found = _lines(jsonschema.Draft202012Validator(schema()), document)
-    if server and not found:
-        found = _lines(jsonschema.Draft202012Validator(schema()["$defs"]["server_mode"]), document)
+    if server:
+        needs = _lines(jsonschema.Draft202012Validator(schema()["$defs"]["server_mode"]), document)
+        found += [line for line in needs if line not in found]
     return found
 
 

@@ -155,6 +155,9 @@ def _runtime(config: pytest.Config, registry: object, reports: Path) -> object:
         document: dict[str, object] = {}
         if ixit_path is not None:
             document = load_document(Path(ixit_path))
+            found = problems(document, server=_judges_server(document, target, command))
+            if found:  # every mistake at once, those of the file and what the run needs
+                raise IxitError(found)
             ixit = parse_ixit(document, Path(ixit_path).resolve().parent)
         elif target is not None:
             raise IxitError("--target needs --ixit: the suite needs test credentials")
@@ -175,9 +178,6 @@ def _runtime(config: pytest.Config, registry: object, reports: Path) -> object:
             roles.discard("C")
         if client_target is None or "main" in ixit.endpoints:
             ixit.endpoint("main")  # raises when the IXIT names no server either
-            found = problems(document, server=True) if "S" in roles else []
-            if found:
-                raise IxitError(found)
         else:
             roles.discard("S")
         if not roles:
@@ -201,3 +201,13 @@ def _runtime(config: pytest.Config, registry: object, reports: Path) -> object:
         reports_dir=reports,
         client=ClientMode(client_target, reports / "clients") if client_target else None,
     )
+
+
+def _judges_server(document: dict[str, object], target: str | None, command: str | None) -> bool:
+    """Whether a run with this (unchecked) IXIT judges an AOI Server: role S in its ICS
+    (the default), and a server to judge unless the run is a client's."""
+    ics, main, client = (document.get(t) for t in ("ics", "target", "client"))
+    roles = ics.get("roles", ["S"]) if isinstance(ics, dict) else ["S"]
+    has_main = bool(target) or (isinstance(main, dict) and bool(main.get("aoi2")))
+    has_client = bool(command) or (isinstance(client, dict) and bool(client.get("command")))
+    return isinstance(roles, list) and "S" in roles and (has_main or not has_client)
