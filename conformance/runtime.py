@@ -450,25 +450,28 @@ def selection(config: pytest.Config) -> tuple[set[str], set[str]]:
 
 
 def check_selection(config: pytest.Config, registry: Registry) -> None:
-    """A usage error for a requirement or feature that names nothing, never an empty run."""
+    """A usage error for a requirement or feature that names nothing, never an empty run:
+    one line for each option that names one, with the nearest known name."""
     requirements, features = selection(config)
-    _known("--requirement", requirements, set(registry.requirements))
-    _known("--feature", features, {p.stem for p in FEATURES_DIR.glob("*.feature")})
+    lines = [
+        _unknown("--requirement", requirements, set(registry.requirements)),
+        _unknown("--feature", features, {p.stem for p in FEATURES_DIR.glob("*.feature")}),
+    ]
+    if any(lines):
+        raise pytest.UsageError("\n".join(line for line in lines if line))
 
 
-def _known(option: str, wanted: set[str], known: set[str]) -> None:
-    """A usage error for each name of ``option`` that names nothing, with the nearest."""
+def _unknown(option: str, wanted: set[str], known: set[str]) -> str:
+    """What of ``wanted`` names nothing, with the nearest known name ('' when all do)."""
     unknown = sorted(wanted - known)
     if not unknown:
-        return
+        return ""
     hints = []
     folded = {k.lower(): k for k in known}
     for name in unknown:
         near = difflib.get_close_matches(name.lower(), sorted(folded), 1)
         hints.append(f"{name!r}" + (f" (did you mean {folded[near[0]]!r}?)" if near else ""))
-    raise pytest.UsageError(
-        f"{option}: unknown {', '.join(hints)}; known: {', '.join(sorted(known))}"
-    )
+    return f"{option}: unknown {', '.join(hints)}; known: {', '.join(sorted(known))}"
 
 
 def _template(item: pytest.Item) -> Any:
