@@ -17,6 +17,7 @@ COMMANDS = {
     "push": "2.1",
     "app": "2.2",
     "client": "13.1",
+    "lab": "2.3",
 }
 COMMON = {"--help", "--version"}  # every command has them: described once, in 1.3
 
@@ -60,7 +61,7 @@ def test_each_command_shows_the_version_under_its_help(command: str) -> None:
 
 def test_aoi_help_lists_every_command_and_server_drain() -> None:
     listed = re.findall(r"^  ([a-z]+(?: [a-z]+)?)  ", help_of(""), re.MULTILINE)
-    assert listed == ["server", "server drain", "push", "client", "app"]
+    assert listed == ["server", "server drain", "push", "client", "app", "lab"]
     assert "aoi server drain --admin URL" in help_of("server")
 
 

@@ -34,6 +34,7 @@ from pathlib import Path
 import trio
 
 from aoi import __version__
+from aoi.cli import command_parser
 from aoi.lab import plan
 
 READY_POLL_S = 0.05  # the ready file is a server's only way to say it listens
@@ -49,20 +50,25 @@ class LabError(RuntimeError):
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="aoi lab",
-        description="Start the reference AOI Servers that a conformance run needs, each "
+    p = command_parser(
+        "aoi lab",
+        "Start the reference AOI Servers that a conformance run needs, each "
         "configured for its profile, and write the IXIT that describes them "
         "(DIR/ixit.toml). Ctrl-C stops them. 'aoi lab restart --dir DIR PROFILE' crashes "
         "and restarts one instance (the IXIT's [restart] command).",
     )
-    p.add_argument("--dir", type=Path, default=Path("aoi-lab"), help="where the lab's files go")
+    p.add_argument(
+        "--dir", type=Path, default=Path("aoi-lab"), metavar="DIR", help="where the lab's files go"
+    )
     p.add_argument(
         "--profiles",
         default=",".join(plan.PROFILES),
+        metavar="LIST",
         help=f"comma-separated profiles to start (default: all {len(plan.PROFILES)})",
     )
-    p.add_argument("--host", default="127.0.0.1", help="address the instances listen on")
+    p.add_argument(
+        "--host", default="127.0.0.1", metavar="HOST", help="address the instances listen on"
+    )
     p.add_argument(
         "--with-client",
         action="store_true",
@@ -71,19 +77,20 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--server-command",
         default=f"{shlex.quote(sys.executable)} -m aoi server",
+        metavar="COMMAND",
         help="how to start one server; --config FILE --ready-file FILE are appended",
     )
     return p
 
 
 def restart_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="aoi lab restart",
-        description="Kill an instance of a running lab with SIGKILL and start it again; "
+    p = command_parser(
+        "aoi lab restart",
+        "Kill an instance of a running lab with SIGKILL and start it again; "
         "return once it is ready.",
     )
-    p.add_argument("--dir", type=Path, required=True, help="the lab's directory")
-    p.add_argument("profile", choices=plan.PROFILES)
+    p.add_argument("--dir", type=Path, required=True, metavar="DIR", help="the lab's directory")
+    p.add_argument("profile", choices=plan.PROFILES, help="the instance to restart")
     return p
 
 
