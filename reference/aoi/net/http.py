@@ -1,29 +1,57 @@
 """One listener for HTTP/1.1 (h11) and WebSocket upgrades (wsproto), on trio.
 
 The owner gives a handler for plain requests and a handler per WebSocket path; everything
-about bytes, keep-alive, limits and handshakes stays here.
+about bytes, keep-alive, limits and handshakes stays here. Nothing a peer sends stops the
+listener: a request that is not HTTP/1.1 gets its 4xx (or 5xx) and a close, a slow one a
+408 at its deadline, a handler that fails a 500, and a connection over the cap a 503.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import logging
+import re
+import resource
 import ssl
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from http import HTTPStatus
 from typing import Any
 
 import h11
 import trio
 from wsproto import ConnectionType
 from wsproto.events import AcceptConnection
-from wsproto.events import Request as WsRequest
 from wsproto.handshake import H11Handshake
+from wsproto.utilities import RemoteProtocolError as WsRemoteProtocolError
 
-from . import fastio
+from . import fastio, upgrade
+from .throttled import Throttled
+from .turns import Ticket, Turns
 from .websocket import RECEIVE_SIZE, ConnectionClosed, WebSocket
 
-MAX_HEAD = 16384
+MAX_HEAD = 16384  # bytes of a request head (request line and headers)
+FD_RESERVE = 64  # descriptors kept from connections: the store, logs, admin
+ADMIN_SOURCES = frozenset({"127.0.0.1", "::1"})
+ADMIN_CONNECTIONS = 16  # connections from ADMIN_SOURCES allowed beyond the cap
+LINGER_S = 2.0  # after an error answer, how long the rest of the request is read away
+LINGER_BYTES = 1 << 20
+ACCEPT_RETRY_S = 0.1  # after accept(2) failed for lack of descriptors or memory
+ACCEPT_CAPACITY_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
+HTTP_VERSIONS = frozenset({b"1.0", b"1.1"})
+# A request line, checked while its head is still incomplete: "GET /\r\n" (HTTP/0.9) or
+# other bytes that will never become an HTTP/1.x head are answered at once, not at the
+# head's deadline.
+REQUEST_LINE = re.compile(rb"[!-~]+ [!-~]+ HTTP/[0-9]\.[0-9]\r?")
+_GONE = (
+    trio.BrokenResourceError,
+    trio.ClosedResourceError,
+    ssl.SSLError,
+    OSError,
+    ConnectionClosed,
+)  # the peer went away, or spoke TLS or WebSocket wrongly: nothing more to do for it
 
 log = logging.getLogger("aoi.net")
 
@@ -61,7 +89,22 @@ class Response:
         headers: tuple[tuple[str, str], ...] = (),
         **extra: Any,
     ) -> Response:
-        return cls.json(status, {"error": code, "detail": detail, **extra}, headers)
+        return cls.json(status, {"error": code, "detail": detail[:1024], **extra}, headers)
+
+    def raw(self) -> bytes:
+        """The whole answer as bytes, closing the connection: for a peer whose request
+        could not be parsed (no HTTP state machine to write through)."""
+        lines = [
+            f"HTTP/1.1 {self.status} {_REASONS.get(self.status, b'').decode()}",
+            f"content-type: {self.content_type}",
+            f"content-length: {len(self.body)}",
+            *(f"{name}: {value}" for name, value in self.headers),
+            "connection: close",
+        ]
+        return "\r\n".join(lines).encode("latin-1") + b"\r\n\r\n" + self.body
+
+
+_REASONS = {status.value: status.phrase.encode() for status in HTTPStatus}
 
 
 class Headers(Mapping[str, str]):
@@ -116,8 +159,29 @@ class WebSocketRoute:
     max_message: int = 65536
 
 
+class _Connection:
+    """One accepted connection as the listener tracks it."""
+
+    __slots__ = ("partial", "remote", "scope", "stream", "ticket")
+
+    def __init__(self, stream: trio.abc.Stream, remote: str, ticket: Ticket) -> None:
+        self.stream = stream
+        self.remote = remote
+        self.scope = trio.CancelScope()  # cancelled by _reap, at the connection's deadline
+        self.partial = False  # part of a request received: a deadline then answers 408
+        self.ticket = ticket  # until its first request is answered, it works in turns
+
+
 class HttpServer:
-    """Serves ``http`` for plain requests and ``websockets[path]`` for upgrades."""
+    """Serves ``http`` for plain requests and ``websockets[path]`` for upgrades.
+
+    Deadlines: a connection's first request head must be complete ``head_timeout_s`` after
+    the connection opened, a later one ``head_timeout_s`` after its first byte; a body
+    ``body_timeout_s`` after its head; between requests a connection may stay idle
+    ``idle_timeout_s``. At most ``max_connections`` connections are served at once (0: as
+    many as the open-file limit allows, less ``FD_RESERVE``); beyond that a connection gets
+    503 and is closed, except ``ADMIN_CONNECTIONS`` more from loopback, for operators.
+    """
 
     def __init__(
         self,
@@ -126,13 +190,26 @@ class HttpServer:
         *,
         max_body: int = 65536,
         idle_timeout_s: float = 60.0,
+        head_timeout_s: float = 10.0,
+        body_timeout_s: float = 30.0,
+        max_connections: int = 0,
+        turns: Turns | None = None,
     ) -> None:
         self.http = http
         self.websockets = websockets
         self.max_body = max_body
         self.idle_timeout_s = idle_timeout_s
+        self.head_timeout_s = head_timeout_s
+        self.body_timeout_s = body_timeout_s
+        self.max_connections = max_connections or default_max_connections()
+        self.turns = turns or Turns()  # for new connections (see turns.py)
         self.connections = 0
-        # Connections waiting for the peer's bytes, since when (see _reap_idle).
+        self.refused = 0  # connections answered 503 at the cap
+        self.accept_errors = 0  # accept(2) failures for lack of descriptors or memory
+        self.failures = 0  # connections ended by an unexpected error (logged)
+        self._accept_log = Throttled(log, "accept_failed")
+        self._failure_log = Throttled(log, "connection_failed")
+        # Connections waiting for the peer's bytes, until when (see _reap).
         self._waiting: dict[trio.CancelScope, float] = {}
 
     async def serve(
@@ -144,7 +221,6 @@ class HttpServer:
         task_status: trio.TaskStatus[list[trio.SocketListener]] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         listeners = await trio.open_tcp_listeners(port, host=host, backlog=4096)
-        tcp = listeners
         served: list[trio.abc.Listener[Any]] = list(listeners)
         if ssl_context is not None:
             served = [
@@ -152,82 +228,137 @@ class HttpServer:
                 for listener in listeners
             ]
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._reap_idle)
-            task_status.started(tcp)
-            await trio.serve_listeners(self._connection, served)
+            nursery.start_soon(self._reap)
+            for listener in served:
+                nursery.start_soon(self._accept, listener, nursery)
+            task_status.started(listeners)
+
+    async def _accept(self, listener: trio.abc.Listener[Any], nursery: trio.Nursery) -> None:
+        async with listener:
+            while True:
+                try:
+                    stream = await listener.accept()
+                except OSError as exc:
+                    if exc.errno not in ACCEPT_CAPACITY_ERRNOS:
+                        raise
+                    self.accept_errors += 1
+                    self._accept_log.report(
+                        error=errno.errorcode.get(exc.errno or 0, str(exc.errno)),
+                        detail=exc.strerror,
+                        connections=self.connections,
+                    )
+                    await trio.sleep(ACCEPT_RETRY_S)
+                    continue
+                if self.connections >= self.max_connections and (
+                    self.connections >= self.max_connections + ADMIN_CONNECTIONS
+                    or _remote(stream) not in ADMIN_SOURCES
+                ):
+                    self.refused += 1
+                    nursery.start_soon(self._refuse, stream)
+                else:
+                    nursery.start_soon(self._connection, stream)
+
+    async def _refuse(self, stream: trio.abc.Stream) -> None:
+        """Over the cap: 503 on a plain TCP stream (a TLS handshake costs more than the
+        refusal is worth), then close."""
+        with trio.move_on_after(1):
+            if type(stream) is trio.SocketStream:
+                response = Response.error(
+                    503, "overloaded", "too many connections", (("retry-after", "1"),)
+                )
+                with contextlib.suppress(*_GONE):
+                    await fastio.send_all(stream, response.raw())
+            await trio.aclose_forcefully(stream)
 
     async def _connection(self, stream: trio.abc.Stream) -> None:
         self.connections += 1
-        remote = _remote(stream)
+        c = _Connection(stream, _remote(stream), self.turns.ticket())
         try:
-            with trio.CancelScope() as scope:  # cancelled by _reap_idle
-                await self._serve_connection(stream, remote, scope)
-        except (
-            trio.BrokenResourceError,
-            trio.ClosedResourceError,
-            ssl.SSLError,
-            OSError,
-            h11.ProtocolError,
-            ConnectionClosed,
-        ):
-            pass  # the peer went away or spoke nonsense: nothing more to do for it
+            with c.scope:
+                await self._serve_connection(c)
+            if c.scope.cancel_called and c.partial:  # a deadline passed mid-request
+                late = Response.error(408, "request_timeout", "the request did not come in time")
+                with trio.move_on_after(1):
+                    await fastio.send_all(stream, late.raw())
+        except* _GONE:
+            pass
+        except* Exception:  # a bug must cost one connection, never the listener
+            self.failures += 1
+            self._failure_log.report(exc_info=True, remote=c.remote)
         finally:
+            c.ticket.finish()
             self.connections -= 1
-            self._waiting.pop(scope, None)
+            self._waiting.pop(c.scope, None)
             with trio.move_on_after(1):
-                await stream.aclose()
+                await trio.aclose_forcefully(stream)
 
-    async def _reap_idle(self) -> None:
-        """Close connections that waited ``idle_timeout_s`` for the peer's next bytes.
+    async def _reap(self) -> None:
+        """Cancel connections whose deadline passed while they waited for the peer.
 
         One task for all connections instead of a timeout around every receive: a cancel
         scope costs more than the rest of a small request's bookkeeping. The check runs
-        every tenth of the timeout, so a connection goes after 1.0 to 1.1 times it."""
-        period = max(0.01, self.idle_timeout_s / 10)
+        every tenth of the shortest timeout, so a connection goes a little after its
+        deadline, never before."""
+        shortest = min(self.idle_timeout_s, self.head_timeout_s, self.body_timeout_s)
+        period = min(1.0, max(0.01, shortest / 10))
         while True:
             await trio.sleep(period)
-            limit = trio.current_time() - self.idle_timeout_s
-            for scope, since in list(self._waiting.items()):
-                if since <= limit:
+            now = trio.current_time()
+            for scope, deadline in list(self._waiting.items()):
+                if deadline <= now:
                     scope.cancel()
 
-    async def _serve_connection(
-        self, stream: trio.abc.Stream, remote: str, scope: trio.CancelScope
-    ) -> None:
+    async def _serve_connection(self, c: _Connection) -> None:
         conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD)
         websockets = self.websockets
+        first_head_by: float | None = trio.current_time() + self.head_timeout_s
         answered = False  # the peer is most likely waiting for the answer before sending more
         while True:
-            head = await self._next(stream, conn, scope, expect_wait=answered)
-            if type(head) is not h11.Request:
+            try:
+                head = await self._head(c, conn, first_head_by, expect_wait=answered)
+                if type(head) is not h11.Request:
+                    return
+                refusal = _head_refusal(head, conn)
+            except h11.RemoteProtocolError as exc:
+                await self._answer_and_close(c, _protocol_error(exc))
+                return
+            first_head_by = None
+            if refusal is not None:
+                await self._answer_and_close(c, refusal)
                 return
             target = head.target.decode("latin-1")
             path, _, query = target.partition("?")
             route = websockets.get(path)
-            if route is not None and _is_websocket_upgrade(head.headers):
-                ws = await self._upgrade(stream, conn, head, route, remote)
+            if route is not None:
+                ws = await self._upgrade(c, conn, head, route)
                 # The HTTP exchange is over. Nothing it parsed may live as long as the
                 # WebSocket: h11's connection and request, wsproto's handshake and the
                 # headers cost about 7 KB per idle session. Handlers get no headers.
                 del conn, head
                 if ws is not None:
-                    await route.handler(ws, Request("GET", path, query, {}, b"", remote))
+                    c.partial = False
+                    await route.handler(ws, Request("GET", path, query, {}, b"", c.remote))
                 return
-            body, too_large = await self._body(stream, conn, scope)
-            if too_large:
+            method = head.method.decode("latin-1")
+            try:
+                body = await self._body(c, conn, head)
+            except h11.RemoteProtocolError as exc:
+                await self._answer_and_close(c, _protocol_error(exc))
+                return
+            if body is None:
                 response = Response.error(
                     413, "payload_too_large", f"body over {self.max_body} bytes"
                 )
-                await self._respond(stream, conn, response, close=True)
+                await self._answer_and_close(c, response, conn)
                 return
-            method = head.method.decode("latin-1")
-            request = Request(method, path, query, Headers(head.headers), body, remote)
+            request = Request(method, path, query, Headers(head.headers), body, c.remote)
             try:
                 response = await self.http(request)
             except Exception:  # a handler bug must not take the listener down
                 log.exception("request_failed", extra={"method": method, "path": path})
                 response = Response.error(500, "internal_error", "the server failed")
-            await self._respond(stream, conn, response, head_only=method == "HEAD")
+            await self._respond(c.stream, conn, response, head_only=method == "HEAD")
+            c.ticket.finish()
             answered = True
             if conn.our_state is h11.MUST_CLOSE or conn.their_state is h11.MUST_CLOSE:
                 return
@@ -236,51 +367,79 @@ class HttpServer:
             except h11.LocalProtocolError:
                 return
 
-    async def _next(
-        self,
-        stream: trio.abc.Stream,
-        conn: h11.Connection,
-        scope: trio.CancelScope,
-        *,
-        expect_wait: bool = False,
+    async def _receive(self, c: _Connection, deadline: float, expect_wait: bool) -> bytes:
+        """The peer's next bytes (``b""``: it closed); cancelled at ``deadline``."""
+        c.ticket.give_back()
+        waiting = self._waiting
+        waiting[c.scope] = deadline
+        try:
+            data = await fastio.receive_some(c.stream, RECEIVE_SIZE, expect_wait=expect_wait)
+        finally:
+            del waiting[c.scope]
+        if c.scope.cancel_called:  # reaped just as bytes came: start nothing now
+            await trio.lowlevel.checkpoint()  # raises Cancelled
+        if data:
+            await c.ticket.take()
+        return data
+
+    async def _head(
+        self, c: _Connection, conn: h11.Connection, first_by: float | None, *, expect_wait: bool
     ) -> Any:
+        """The next request head (``h11.Request``), or what ended the connection.
+
+        ``first_by``: the deadline of a connection's first head. A later head may take
+        ``idle_timeout_s`` to begin and ``head_timeout_s`` from its first byte."""
+        deadline = first_by if first_by is not None else trio.current_time() + self.idle_timeout_s
+        line: bytes | None = b""  # an incomplete head, until its request line was checked
+        data = b""
         while True:
             event = conn.next_event()
             if event is not h11.NEED_DATA:
                 return event
-            waiting = self._waiting
-            waiting[scope] = trio.current_time()
-            try:
-                data = await fastio.receive_some(stream, RECEIVE_SIZE, expect_wait=expect_wait)
-            finally:
-                del waiting[scope]
+            if data:
+                if not c.partial:
+                    c.partial = True
+                    if first_by is None:
+                        deadline = trio.current_time() + self.head_timeout_s
+                if line is not None:
+                    line = _check_request_line(line + data)
+            data = await self._receive(c, deadline, expect_wait)
             expect_wait = False
-            if scope.cancel_called:  # idle: reaped just as bytes came; start nothing now
-                data = b""
             conn.receive_data(data)
             if not data:
                 return h11.ConnectionClosed()
 
-    async def _body(
-        self, stream: trio.abc.Stream, conn: h11.Connection, scope: trio.CancelScope
-    ) -> tuple[bytes, bool]:
+    async def _body(self, c: _Connection, conn: h11.Connection, head: h11.Request) -> bytes | None:
+        """The request's body, or ``None`` when it is larger than ``max_body``."""
+        c.partial = True
+        for name, value in _items(head.headers):
+            if name == b"content-length" and _too_long(value, self.max_body):
+                return None  # refused before a byte of it is read
+        if conn.they_are_waiting_for_100_continue:
+            await fastio.send_all(
+                c.stream, conn.send(h11.InformationalResponse(status_code=100, headers=[]))
+            )
+        deadline = trio.current_time() + self.body_timeout_s
         parts: list[bytes] = []
         size = 0
         while True:
             event = conn.next_event()
             if event is h11.NEED_DATA:
-                event = await self._next(stream, conn, scope)
+                data = await self._receive(c, deadline, False)
+                conn.receive_data(data)
+                if not data:
+                    raise h11.RemoteProtocolError("the request body ended early", 400)
+                continue
             if isinstance(event, h11.Data):
                 size += len(event.data)
-                if size <= self.max_body:
-                    parts.append(event.data)
+                if size > self.max_body:
+                    return None
+                parts.append(event.data)
             elif isinstance(event, h11.EndOfMessage):
-                body = parts[0] if len(parts) == 1 else b"".join(parts)
-                return body, size > self.max_body
+                c.partial = False
+                return parts[0] if len(parts) == 1 else b"".join(parts)
             else:
-                raise h11.RemoteProtocolError("request body ended early")
-            if size > 4 * self.max_body:
-                return b"", True
+                raise h11.RemoteProtocolError("the request body ended early", 400)
 
     async def _respond(
         self,
@@ -297,32 +456,44 @@ class HttpServer:
         ]
         if close:
             headers.append(("connection", "close"))
-        data = conn.send(h11.Response(status_code=response.status, headers=headers))
+        status = response.status
+        data = conn.send(
+            h11.Response(status_code=status, headers=headers, reason=_REASONS.get(status, b""))
+        )
         if response.body and not head_only:
             data += conn.send(h11.Data(data=response.body))
         data += conn.send(h11.EndOfMessage())
         await fastio.send_all(stream, data)
 
+    async def _answer_and_close(
+        self, c: _Connection, response: Response, conn: h11.Connection | None = None
+    ) -> None:
+        """Answer an erroneous request and end the connection (its bytes may be anything)."""
+        c.partial = False
+        if conn is not None and conn.our_state is h11.SEND_RESPONSE:
+            await self._respond(c.stream, conn, response, close=True)
+        else:
+            await fastio.send_all(c.stream, response.raw())
+        await _linger(c.stream)
+
     async def _upgrade(
-        self,
-        stream: trio.abc.Stream,
-        conn: h11.Connection,
-        head: h11.Request,
-        route: WebSocketRoute,
-        remote: str,
+        self, c: _Connection, conn: h11.Connection, head: h11.Request, route: WebSocketRoute
     ) -> WebSocket | None:
-        """Complete the handshake: the WebSocket, or ``None`` if it was refused."""
-        handshake = H11Handshake(ConnectionType.SERVER)
-        handshake.initiate_upgrade_connection(list(head.headers), head.target)
-        ws_request = next((e for e in handshake.events() if isinstance(e, WsRequest)), None)
-        if ws_request is None:
+        """Complete the handshake: the WebSocket, or ``None`` if it was refused (answered)."""
+        headers = list(_items(head.headers))
+        refusal = upgrade.refusal(head.method, head.http_version, headers, route.subprotocol)
+        if refusal is None:
+            handshake = H11Handshake(ConnectionType.SERVER)
+            try:  # the rules above should leave wsproto nothing to object to
+                handshake.initiate_upgrade_connection(headers, head.target)
+                accepted = handshake.send(AcceptConnection(subprotocol=route.subprotocol))
+            except WsRemoteProtocolError as exc:
+                refusal = upgrade.Refusal(400, "invalid_upgrade", str(exc))
+        if refusal is not None:
+            response = Response.error(refusal.status, refusal.code, refusal.detail, refusal.headers)
+            await self._answer_and_close(c, response, conn)
             return None
-        if route.subprotocol not in ws_request.subprotocols:
-            detail = f"offer the WebSocket subprotocol {route.subprotocol}"
-            response = Response.error(400, "unsupported_subprotocol", detail)
-            await self._respond(stream, conn, response, close=True)
-            return None
-        await stream.send_all(handshake.send(AcceptConnection(subprotocol=route.subprotocol)))
+        await fastio.send_all(c.stream, accepted)
         connection = handshake.connection
         if connection is None:
             return None
@@ -330,9 +501,84 @@ class HttpServer:
         if leftover:
             connection.receive_data(bytes(leftover))
         return WebSocket(
-            stream, connection, subprotocol=route.subprotocol, remote=remote,
-            max_message=route.max_message,
+            c.stream, connection, subprotocol=route.subprotocol, remote=c.remote,
+            max_message=route.max_message, ticket=c.ticket,
         )  # fmt: skip
+
+
+async def _linger(stream: trio.abc.Stream) -> None:
+    """Half-close, then read what the peer still sends, for a while (a lingering close):
+    closing a socket with unread bytes resets the connection, and the reset can reach the
+    peer before the answer it was sent after."""
+    if not isinstance(stream, trio.abc.HalfCloseableStream):
+        return
+    with trio.move_on_after(LINGER_S):
+        await stream.send_eof()
+        received = 0
+        while received < LINGER_BYTES:
+            data = await stream.receive_some(RECEIVE_SIZE)
+            if not data:
+                return
+            received += len(data)
+
+
+def default_max_connections() -> int:
+    """Connections the open-file limit allows, less the descriptors kept for the rest."""
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        soft = 1 << 20
+    return max(1, soft - FD_RESERVE)
+
+
+def _too_long(content_length: bytes, limit: int) -> bool:
+    """Whether a Content-Length (h11 checked it: digits, or equal ones with commas) is
+    over ``limit``."""
+    return int(content_length.split(b",")[0]) > limit
+
+
+def _check_request_line(head: bytes) -> bytes | None:
+    """``head`` while its request line is still to be seen; ``None`` once it was fine.
+    Raises for a line that no HTTP/1.x request starts with (HTTP/0.9's ``GET /``, say)."""
+    line, newline, _ = head.lstrip(b"\r\n").partition(b"\n")
+    if not newline:
+        return head if len(head) < MAX_HEAD else None  # h11 answers an endless line
+    if REQUEST_LINE.fullmatch(line):
+        return None
+    raise h11.RemoteProtocolError("not an HTTP/1.1 request line", 400)
+
+
+def _head_refusal(head: h11.Request, conn: h11.Connection) -> Response | None:
+    """What h11 lets through but this server refuses in a head: another HTTP version, a
+    body framed twice (RFC 9112 6.1: request smuggling), a head over ``MAX_HEAD``."""
+    if head.http_version not in HTTP_VERSIONS:
+        version = head.http_version.decode("latin-1")
+        return Response.error(
+            505, "http_version_not_supported", f"HTTP/{version} is not served; use HTTP/1.1"
+        )
+    names = [name for name, _ in _items(head.headers)]
+    if b"transfer-encoding" in names and b"content-length" in names:
+        detail = "Content-Length and Transfer-Encoding together frame the body twice"
+        return Response.error(400, "malformed_request", detail)
+    size = len(head.target) + sum(len(n) + len(v) + 4 for n, v in _items(head.headers))
+    if size > MAX_HEAD:
+        return Response.error(431, "headers_too_large", f"request head over {MAX_HEAD} bytes")
+    return None
+
+
+_PROTOCOL_ERRORS = {
+    431: ("headers_too_large", f"request head over {MAX_HEAD} bytes"),
+    501: ("not_implemented", "only Transfer-Encoding: chunked is supported"),
+}
+
+
+def _protocol_error(exc: h11.RemoteProtocolError) -> Response:
+    """The answer to a request h11 could not parse: its status hint, with our code."""
+    status = exc.error_status_hint
+    code, detail = _PROTOCOL_ERRORS.get(status, ("malformed_request", ""))
+    if status not in _PROTOCOL_ERRORS:
+        status = 400
+        detail = f"not a valid HTTP/1.1 request: {exc}"
+    return Response.error(status, code, detail)
 
 
 def _items(headers: Sequence[tuple[bytes, bytes]]) -> Iterable[tuple[bytes, bytes]]:
@@ -342,14 +588,6 @@ def _items(headers: Sequence[tuple[bytes, bytes]]) -> Iterable[tuple[bytes, byte
     if raw_items is None:
         return headers
     return [(name.lower(), value) for name, value in raw_items()]
-
-
-def _is_websocket_upgrade(headers: Sequence[tuple[bytes, bytes]]) -> bool:
-    value = b""
-    for name, found in _items(headers):
-        if name == b"upgrade":
-            value = found
-    return value.lower() == b"websocket"
 
 
 def _remote(stream: trio.abc.Stream) -> str:

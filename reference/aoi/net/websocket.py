@@ -19,6 +19,7 @@ from wsproto.events import (
 from wsproto.utilities import LocalProtocolError
 
 from . import fastio
+from .turns import TRUSTED, Ticket
 
 RECEIVE_SIZE = 16384
 
@@ -37,7 +38,8 @@ class WebSocket:
 
     ``receive`` returns whole messages (text as ``str``, binary as ``bytes``). A message longer
     than ``max_message`` is not buffered beyond that: it is returned cut at ``max_message + 1``
-    characters, so the caller sees that it was too large. Control frames are answered here.
+    characters as soon as that many arrived, so the caller sees that it was too large, and
+    the rest of it is dropped unread. Control frames are answered here.
     """
 
     def __init__(
@@ -48,8 +50,10 @@ class WebSocket:
         subprotocol: str | None,
         remote: str,
         max_message: int = 65536,
+        ticket: Ticket = TRUSTED,
     ) -> None:
         self._stream = stream
+        self.ticket = ticket  # turns taken to read, until the owner trusts the peer
         self._ws = connection
         self.subprotocol = subprotocol
         self.remote = remote
@@ -58,6 +62,7 @@ class WebSocket:
         self._send_lock = trio.Lock()
         self._parts: list[str | bytes] = []
         self._size = 0
+        self._dropping = False  # the rest of a message returned cut
         self._events: list[Event] = []  # a list: a deque is ~600 bytes per idle session
         self._backlog = b""  # written by send_now only in part: goes out first on the next write
 
@@ -67,7 +72,12 @@ class WebSocket:
             while events:
                 event = events.pop(0)
                 # The common case first: one whole text frame, nothing buffered before it.
-                if type(event) is TextMessage and event.message_finished and not self._parts:
+                if (
+                    type(event) is TextMessage
+                    and event.message_finished
+                    and not self._parts
+                    and not self._dropping
+                ):
                     text = event.data
                     return text if len(text) <= self.max_message else text[: self.max_message + 1]
                 message = await self._handle(event)
@@ -75,10 +85,12 @@ class WebSocket:
                     return message
             if self.closed is not None:
                 raise self.closed
+            self.ticket.give_back()
             try:
                 data = await fastio.receive_some(self._stream, RECEIVE_SIZE)
             except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
                 data = b""
+            await self.ticket.take()
             if not data:
                 self.closed = ConnectionClosed(1006, "connection lost")
                 await self._abort()
@@ -132,11 +144,15 @@ class WebSocket:
 
     async def _handle(self, event: Event) -> str | bytes | None:
         if isinstance(event, Message):
-            if self._size <= self.max_message:
-                self._parts.append(event.data)
-                self._size += len(event.data)
-            if not event.message_finished:
+            if self._dropping:
+                self._dropping = not event.message_finished
                 return None
+            self._parts.append(event.data)
+            self._size += len(event.data)
+            if not event.message_finished:
+                if self._size <= self.max_message:
+                    return None
+                self._dropping = True
             joined: str | bytes
             if isinstance(event, TextMessage):
                 joined = "".join(p for p in self._parts if isinstance(p, str))

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
+import resource
 import signal
 import sqlite3
 import ssl
@@ -80,6 +82,7 @@ def main(argv: Sequence[str]) -> int:
         for key in ("listen", "id", "db", "tls_cert", "tls_key", "max_sessions", "policy")
         if (value := getattr(args, key)) is not None
     }
+    _raise_open_file_limit()
     try:
         config = load_config(args.config, overrides)
     except ConfigError as exc:
@@ -128,6 +131,15 @@ async def serve(server: Server, ready_file: Path | None) -> None:
                 await server.shutdown()
                 nursery.cancel_scope.cancel()
                 break
+
+
+def _raise_open_file_limit() -> None:
+    """Every session is a descriptor: take all the hard limit allows (the connection cap
+    is derived from it, see docs/operations.md)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 def _explain(failure: BaseException, settings: ServerSettings) -> str:

@@ -50,6 +50,9 @@ class ServerSettings:
     handshake_timeout_s: float = 10.0
     keepalive_s: int = 270
     max_apps: int = 32
+    max_connections: int = 0  # 0: as many as the open-file limit allows, less a reserve
+    request_head_timeout_s: float = 10.0
+    request_body_timeout_s: float = 30.0
     tls_cert: Path | None = None
     tls_key: Path | None = None
     policy: Path | None = None
@@ -255,6 +258,9 @@ SERVER: Mapping[str, Parser] = {
     "handshake_timeout_s": _number(),
     "keepalive_s": _integer(5, 3600),
     "max_apps": _integer(1),
+    "max_connections": _integer(0),
+    "request_head_timeout_s": _number(),
+    "request_body_timeout_s": _number(),
     "tls_cert": _optional(_path),
     "tls_key": _optional(_path),
     "policy": _optional(_path),

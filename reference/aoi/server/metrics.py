@@ -67,6 +67,24 @@ class Metrics:
             "aoi_overloaded", "1 while refusing new sessions for load (not for drain)", registry=r
         )
         self.draining = Gauge("aoi_draining", "1 in drain mode", registry=r)
+        self.store_failing = Gauge(
+            "aoi_store_failing", "1 while the store's writes fail (disk full, I/O)", registry=r
+        )
+        self.store_write_errors = Counter(
+            "aoi_store_write_errors", "Store writes that failed", registry=r
+        )
+        self.connections = Gauge("aoi_http_connections", "Open connections", registry=r)
+        self.connections_refused = Counter(
+            "aoi_http_connections_refused", "Connections refused at max_connections", registry=r
+        )
+        self.accept_errors = Counter(
+            "aoi_accept_errors", "accept() failures for lack of descriptors or memory", registry=r
+        )
+        self.connection_errors = Counter(
+            "aoi_http_connection_errors", "Connections ended by an unexpected error", registry=r
+        )
+        # Totals kept elsewhere (the store, the listener), and how much of each is counted.
+        self._counted: dict[Counter, int] = {}
 
         # Counted on the hot path as plain ints, folded into the counters above whenever
         # they are read (exposition) or the tally grows: a prometheus counter takes a lock.
@@ -108,6 +126,13 @@ class Metrics:
             self.latency.observe(max(0.0, wall - n.created_at))
             count += 1
         self.deliveries.inc(count)
+
+    def total(self, counter: Counter, value: int) -> None:
+        """Bring ``counter`` up to ``value``, a total that its owner keeps."""
+        counted = self._counted.get(counter, 0)
+        if value > counted:
+            counter.inc(value - counted)
+            self._counted[counter] = value
 
     def exposition(self) -> bytes:
         self.fold()

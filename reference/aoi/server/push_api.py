@@ -7,6 +7,7 @@ import binascii
 import contextlib
 import json
 import math
+import re
 import secrets
 import time
 from collections.abc import Awaitable, Callable
@@ -19,19 +20,40 @@ import trio
 from aoi import __version__
 from aoi.core.codec import MAX_PAYLOAD, payload_size
 from aoi.core.rfc3339 import rfc3339
-from aoi.net.http import Request, Response
+from aoi.net.http import HttpServer, Request, Response
 
 from .credentials import ClientCredentials, ServerApp, ServerAppKeys
 from .hub import Hub
 from .load import LoadMonitor
 from .metrics import Metrics
-from .store import Status, StoredNotification
+from .store import Status, StoredNotification, StoreError
 
 TOKEN_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
 
 
+# An escaped UTF-16 surrogate; json.loads joins a valid pair into one character and leaves
+# a lone one in the string, which no UTF-8 text (nor the store) can hold.
+SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
 def _retry_after(seconds: float) -> tuple[tuple[str, str], ...]:
     return (("retry-after", str(max(1, math.ceil(seconds)))),)
+
+
+def json_body(raw: bytes) -> Any:
+    """The JSON value of a request body; :class:`ValueError` saying why there is none."""
+    try:
+        value = json.loads(raw)
+    except RecursionError:
+        raise ValueError("the body is JSON nested too deeply") from None
+    except (ValueError, UnicodeDecodeError):
+        raise ValueError("the body is not JSON") from None
+    if SURROGATE_ESCAPE.search(raw):
+        try:
+            json.dumps(value, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError("the body holds a lone UTF-16 surrogate (\\ud800-\\udfff)") from None
+    return value
 
 
 class NotificationIds:
@@ -73,6 +95,7 @@ class PushApi:
         self.metrics = metrics
         self.policy = policy
         self.drain = drain
+        self.listener: HttpServer | None = None  # for its counts, in the metrics
         documents = aoi_schemas.schemas()
         self.push_schema = jsonschema_rs.validator_for(
             documents[aoi_schemas.schema_id("aoi3/push_request.json")],
@@ -91,8 +114,16 @@ class PushApi:
         path, method = request.path, request.method
         if method == "POST" and path.startswith("/v1/push/"):  # the hot route first
             return await self.push(request, path[9:])
-        if path == "/v1/admin/drain" and method == "POST":
-            return self.admin_drain(request)
+        try:
+            return await self._route(request, path, method)
+        except StoreError:
+            return self._store_unavailable()
+
+    async def _route(self, request: Request, path: str, method: str) -> Response:
+        if path == "/v1/admin/drain":
+            if method == "POST":
+                return self.admin_drain(request)
+            return Response.error(405, "method_not_allowed", "use POST", (("allow", "POST"),))
         if path.startswith("/v1/push/"):
             route: Callable[[Request, str], Awaitable[Response]] | None = self.push
             argument = path.removeprefix("/v1/push/")
@@ -106,7 +137,9 @@ class PushApi:
             if fixed is None:
                 return Response.error(404, "not_found", f"no resource at {path}")
             if method not in ("GET", "HEAD"):
-                return Response.error(405, "method_not_allowed", "use GET", (("allow", "GET"),))
+                return Response.error(
+                    405, "method_not_allowed", "use GET", (("allow", "GET, HEAD"),)
+                )
             return await fixed(request)
         if method not in allowed.split(", "):
             return Response.error(
@@ -114,6 +147,12 @@ class PushApi:
             )
         assert route is not None
         return await route(request, argument)
+
+    def _store_unavailable(self) -> Response:
+        return Response.error(
+            503, "store_unavailable", "the server cannot store this now: try again later",
+            _retry_after(self.load.retry_after()),
+        )  # fmt: skip
 
     # --- AOI-3 ---------------------------------------------------------------------------
 
@@ -128,7 +167,10 @@ class PushApi:
         return app
 
     async def push(self, request: Request, token: str) -> Response:
-        response = await self._push(request, token)
+        try:
+            response = await self._push(request, token)
+        except StoreError:  # nothing was stored: the server app tries again later
+            response = self._store_unavailable()
         self.metrics.pushed(response.status)
         return response
 
@@ -146,9 +188,9 @@ class PushApi:
                 429, "rate_limited", f"over {app.rate_per_s}/s", _retry_after(wait)
             )
         try:
-            body = json.loads(request.body)
-        except (ValueError, UnicodeDecodeError):
-            return Response.error(400, "invalid_request", "the body is not JSON")
+            body = json_body(request.body)
+        except ValueError as exc:
+            return Response.error(400, "invalid_request", str(exc))
         if isinstance(body, dict) and isinstance(body.get("payload"), str):
             size = payload_size(body["payload"])
             if size > MAX_PAYLOAD:
@@ -237,11 +279,19 @@ class PushApi:
         return Response.json(503, document, _retry_after(self.load.retry_after()))
 
     async def metrics_page(self, request: Request) -> Response:
-        self.metrics.sessions.set(self.hub.established)
-        self.metrics.store_backlog.set(self.hub.store.backlog())
-        self.metrics.loop_lag.set(self.load.loop_lag_ms / 1000.0)
-        self.metrics.overloaded.set(self.load.overloaded())
-        self.metrics.draining.set(self.load.draining)
+        m, store, listener = self.metrics, self.hub.store, self.listener
+        m.sessions.set(self.hub.established)
+        m.store_backlog.set(store.backlog())
+        m.loop_lag.set(self.load.loop_lag_ms / 1000.0)
+        m.overloaded.set(self.load.overloaded())
+        m.draining.set(self.load.draining)
+        m.store_failing.set(0 if store.failure is None else 1)
+        m.total(m.store_write_errors, store.ops_failed)
+        if listener is not None:
+            m.connections.set(listener.connections)
+            m.total(m.connections_refused, listener.refused)
+            m.total(m.accept_errors, listener.accept_errors)
+            m.total(m.connection_errors, listener.failures)
         return Response(200, self.metrics.exposition(), "text/plain; version=0.0.4; charset=utf-8")
 
     async def provisioning(self, request: Request) -> Response:
@@ -267,7 +317,7 @@ class PushApi:
         if request.remote not in ("127.0.0.1", "::1"):
             return Response.error(403, "forbidden", "drain is switched from loopback only")
         try:
-            drain = json.loads(request.body or b"{}").get("drain", True)
+            drain = json_body(request.body or b"{}").get("drain", True)
         except (ValueError, AttributeError):
             drain = None
         if not isinstance(drain, bool):
