@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import trio
 import trustme
+from bench.hostile.session import Closed, Session
 
 from aoi.net.client import HandshakeError, connect
 
@@ -34,9 +35,8 @@ def test_tls_end_to_end_and_certificate_verification(tmp_path: Path) -> None:
             assert registered["endpoint"].startswith("https://")
             assert (await env.push(registered["endpoint"], "over tls")).status_code == 201
             assert (await peer.receive())["payload"] == "over tls"
-            with pytest.raises(trio.BrokenResourceError) as untrusted:
+            with pytest.raises(HandshakeError, match=r"certificate of 127\.0\.0\.1 is not trusted"):
                 await connect(env.here.aoi2, "aoi.v1", ssl_context=ssl.create_default_context())
-            assert isinstance(untrusted.value.__cause__, ssl.SSLCertVerificationError)
 
     trio.run(main)
 
@@ -122,5 +122,53 @@ def test_subprotocol_is_required(tmp_path: Path) -> None:
             with pytest.raises(HandshakeError) as refused:
                 await connect(env.here.aoi2, "mqtt")
             assert refused.value.status == 400
+
+    trio.run(main)
+
+
+def test_before_welcome_a_frame_larger_than_any_hello_is_refused_unread(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with running(config(tmp_path)) as env:
+            peer = Peer(await connect(env.here.aoi2, "aoi.v1"))
+            env.peers.append(peer)
+            await peer.send(type="hello", version=1, client_id="dev-1", credential="x" * 20_000)
+            error = await peer.receive()
+            assert (error["code"], error["fatal"]) == ("frame_too_large", True)
+            assert (await peer.closed()).code == 4413
+            welcomed, welcome = await env.hello(1)  # after welcome, the usual limit
+            assert welcome["type"] == "welcome"
+            await welcomed.send(type="ping", ts=1, pad="x" * 60_000)
+            assert (await welcomed.receive())["type"] == "pong"
+
+    trio.run(main)
+
+
+def test_a_huge_frame_before_welcome_is_cut_off_without_reading_it(tmp_path: Path) -> None:
+    def attack(address: tuple[str, int]) -> tuple[str, int, float]:
+        with Session(address) as peer:
+            # One text frame of 16 MB announced, then sent at full speed: the server closes
+            # as soon as the first 16 KB of it show that it is too large.
+            size = 16 << 20
+            peer.sock.sendall(bytes((0x81, 0x80 | 127)) + size.to_bytes(8, "big") + bytes(4))
+            sent = 0
+            try:
+                while sent < size:
+                    sent += peer.sock.send(b"x" * 65536)
+            except OSError:  # closed by the server
+                pass
+            error = peer.receive()
+            try:
+                peer.receive()
+            except Closed as closed:
+                return error["code"], closed.code, sent / size
+            raise AssertionError("not closed")
+
+    async def main() -> None:
+        async with running(config(tmp_path)) as env:
+            address = ("127.0.0.1", int(env.here.http.rsplit(":", 1)[1]))
+            error, code, share = await trio.to_thread.run_sync(attack, address)
+            assert (error, code) == ("frame_too_large", 4413) and share < 0.5, share
+            _, welcome = await env.hello(1)
+            assert welcome["type"] == "welcome"
 
     trio.run(main)

@@ -4,9 +4,14 @@ answering pings. Which message may come when is the shared table in :mod:`.sessi
 from __future__ import annotations
 
 from .codec import Codec
-from .errors import CloseCode
+from .errors import CloseCode, ErrorCode, RemoteProtocolError
 from .messages import Error, Message, Ping, Pong, Reject, RejectReason, Welcome
 from .session import Closed, Event, Role, Session, State
+
+# Before welcome the peer is anybody, and all it may send is a hello: every valid one fits
+# in this many bytes (1024 credential and 253 provider characters, each escaped as
+# \uXXXX\uXXXX), so a larger frame is refused unread (frame_too_large, 4413).
+MAX_HELLO_FRAME = 16384
 
 REJECT_CLOSE_CODES = {
     RejectReason.INVALID_CREDENTIALS: CloseCode.AUTH_FAILED,
@@ -33,6 +38,18 @@ class ServerSession(Session):
         super().__init__(codec, now)
         self.handshake_timeout_s = handshake_timeout_s
         self.keepalive_s: float | None = None
+
+    def receive(self, frame: bytes | str, now: float) -> list[Event]:
+        if self.state is State.AWAIT_HELLO and _size(frame) > MAX_HELLO_FRAME:
+            self.last_rx = now
+            return self._reply_error(
+                RemoteProtocolError(
+                    ErrorCode.FRAME_TOO_LARGE,
+                    f"a frame before welcome may not exceed {MAX_HELLO_FRAME} bytes",
+                    fatal=True,
+                )
+            )
+        return super().receive(frame, now)
 
     def deadline(self) -> float | None:
         if self.state in (State.AWAIT_HELLO, State.AUTHENTICATING):
@@ -68,4 +85,12 @@ class ServerSession(Session):
         return CloseCode.GOING_AWAY
 
 
-__all__ = ["Closed", "ServerSession"]
+def _size(frame: bytes | str) -> int:
+    """Bytes of ``frame`` in UTF-8, counted only when its characters alone could exceed
+    the hello limit (a character is at most four bytes)."""
+    if isinstance(frame, bytes) or len(frame) * 4 <= MAX_HELLO_FRAME:
+        return len(frame)
+    return len(frame.encode("utf-8", "surrogatepass"))
+
+
+__all__ = ["MAX_HELLO_FRAME", "Closed", "ServerSession"]

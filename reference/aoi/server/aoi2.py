@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import trio
 
-from aoi.core.codec import MAX_PAYLOAD, Codec
+from aoi.core.codec import MAX_FRAME, MAX_PAYLOAD, Codec
 from aoi.core.errors import CloseCode, ErrorCode
 from aoi.core.messages import (
     PROTOCOL_VERSION,
@@ -26,8 +26,8 @@ from aoi.core.messages import (
     Unregistered,
     Welcome,
 )
-from aoi.core.overload import DRAINING
-from aoi.core.server_session import ServerSession
+from aoi.core.overload import DRAINING, Refusal
+from aoi.core.server_session import MAX_HELLO_FRAME, ServerSession
 from aoi.core.session import Closed, Event, State
 from aoi.net.http import Request
 from aoi.net.websocket import ConnectionClosed, WebSocket
@@ -36,6 +36,7 @@ from .credentials import ClientCredentials, FailedHelloLimiter
 from .hub import Hub, Link, StatusChange
 from .load import LoadMonitor
 from .metrics import Metrics
+from .store import StoreError
 
 log = logging.getLogger("aoi.server")
 
@@ -77,6 +78,8 @@ class Aoi2Endpoint:
             self.codec, now, handshake_timeout_s=self.settings.handshake_timeout_s
         )
         link = Link(session, client_id="", ws=ws)
+        # Until welcome, the peer is anybody: no message larger than a hello may cost work.
+        ws.max_message = min(ws.max_message, MAX_HELLO_FRAME)
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._writer, ws, link)
@@ -204,7 +207,14 @@ class Aoi2Endpoint:
         if isinstance(event, Hello):
             await self._authenticate(link, ws.remote, event, now)
         elif isinstance(event, Register):
-            token = await self.hub.register(link.client_id, event.app_id, time.time())
+            try:
+                token = await self.hub.register(link.client_id, event.app_id, time.time())
+            except StoreError:
+                self._failed(link, event.req, "the registration could not be stored")
+                return
+            if session.closed is not None:  # taken over or shed meanwhile: nothing to answer
+                return  # (stored all the same: the client gets the same token next time)
+            now = trio.current_time()
             if token is None:
                 session.send(
                     Error(
@@ -223,7 +233,15 @@ class Aoi2Endpoint:
                 )  # fmt: skip
                 link.unpark(event.app_id, self.hub)
         elif isinstance(event, Unregister):
-            if await self.hub.unregister(link.client_id, event.token, time.time()):
+            try:
+                done = await self.hub.unregister(link.client_id, event.token, time.time())
+            except StoreError:
+                self._failed(link, event.req, "the unregistration could not be stored")
+                return
+            if session.closed is not None:
+                return
+            now = trio.current_time()
+            if done:
                 session.send(Unregistered(req=event.req, token=event.token), now)
             else:
                 session.send(
@@ -240,10 +258,36 @@ class Aoi2Endpoint:
 
     async def _authenticate(self, link: Link, remote: str, hello: Hello, now: float) -> None:
         refusal = self._refusal(hello, remote, now)
+        attached = None
+        if refusal is None:
+            if link.ws is not None:
+                link.ws.ticket.finish()  # admitted: its work no longer waits for turns
+            link.client_id = hello.client_id
+            # attach() counts the session only once the store has it: hold its place
+            # meanwhile, or every hello arriving during that write would be admitted past
+            # max_sessions.
+            self.load.admitting += 1
+            try:
+                attached = await self.hub.attach(link, hello.session)
+            except StoreError:  # no session can be recorded now: as overloaded as it gets
+                alternates = self.load.control.settings.alternates
+                refusal = self._overloaded(
+                    Refusal(("store_failing",), self.load.retry_after(), alternates)
+                )
+            finally:
+                self.load.admitting -= 1
+        session = link.session
+        if attached is not None:
+            session_id, resumed, previous = attached
+            if previous is not None:
+                previous.session.close(CloseCode.SESSION_TAKEN_OVER, "session resumed elsewhere")
+                previous.flush()
+        if session.closed is not None:  # the connection went during the store's write
+            return
         if refusal is not None:
             draining = refusal.reason == RejectReason.OVERLOADED and self.load.draining
             self.metrics.rejected(DRAINING if draining else refusal.reason)
-            link.session.send(refusal, now)
+            session.send(refusal, trio.current_time())
             log.info(
                 "session_rejected",
                 extra={
@@ -254,18 +298,9 @@ class Aoi2Endpoint:
                 },
             )
             return
-        link.client_id = hello.client_id
-        # attach() counts the session only once the store has it: hold its place meanwhile,
-        # or every hello arriving during that write would be admitted past max_sessions.
-        self.load.admitting += 1
-        try:
-            session_id, resumed, previous = await self.hub.attach(link, hello.session)
-        finally:
-            self.load.admitting -= 1
-        if previous is not None:
-            previous.session.close(CloseCode.SESSION_TAKEN_OVER, "session resumed elsewhere")
-            previous.flush()
-        link.session.send(
+        if link.ws is not None:
+            link.ws.max_message = MAX_FRAME
+        session.send(
             Welcome(
                 server_id=self.settings.server_id,
                 session=session_id,
@@ -279,6 +314,24 @@ class Aoi2Endpoint:
         log.info(
             "session_opened",
             extra={"client": hello.client_id, "remote": remote, "resumed": resumed},
+        )
+
+    def _failed(self, link: Link, req: int, detail: str) -> None:
+        """The server could not do what ``req`` asked (its store failed): a fatal
+        ``internal_error``, then close 4500."""
+        session = link.session
+        if session.closed is None:
+            error = Error(code=ErrorCode.INTERNAL_ERROR, req=req, fatal=True, detail=detail)
+            session.send(error, trio.current_time())
+            session.close(CloseCode.INTERNAL_ERROR, detail)
+
+    @staticmethod
+    def _overloaded(refusal: Refusal) -> Reject:
+        return Reject(
+            reason=RejectReason.OVERLOADED,
+            retry_after_s=round(refusal.retry_after_s, 3),
+            servers=refusal.servers or None,
+            detail="overloaded: " + ", ".join(refusal.reasons),
         )
 
     def _refusal(self, hello: Hello, remote: str, now: float) -> Reject | None:
@@ -309,11 +362,4 @@ class Aoi2Endpoint:
         if self.hub.owns_link(hello.client_id):
             return None  # a reconnect replaces its own session: no new load
         refusal = self.load.admit_hello(now)
-        if refusal is None:
-            return None
-        return Reject(
-            reason=RejectReason.OVERLOADED,
-            retry_after_s=round(refusal.retry_after_s, 3),
-            servers=refusal.servers or None,
-            detail="overloaded: " + ", ".join(refusal.reasons),
-        )
+        return None if refusal is None else self._overloaded(refusal)

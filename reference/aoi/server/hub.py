@@ -159,6 +159,7 @@ class Hub:
         self.retired: set[str] = set()  # unregistered tokens: pushes get 410, not 404
         self.notifications: dict[str, StoredNotification] = {}  # pending, by id
         self.established = 0
+        self._registering: dict[tuple[str, str], trio.Event] = {}  # being stored
         # What accept does with the link of a client that has a new notification: wake its
         # writer, or (the AOI-2 endpoint's) hand it over at once. Either way after storing.
         self.deliver: Callable[[Link], None] = Link.flush
@@ -194,8 +195,9 @@ class Hub:
         client = self._client(link.client_id)
         resumed = requested_session is not None and requested_session == client.session_id
         if not resumed or client.session_id is None:
-            client.session_id = secrets.token_urlsafe(18)
-            await self.store.set_session(client.client_id, client.session_id)
+            session_id = secrets.token_urlsafe(18)
+            await self.store.set_session(client.client_id, session_id)
+            client.session_id = session_id  # only once stored: a failed write changes nothing
         previous, client.link = client.link, link
         if previous is None:
             self.established += 1
@@ -226,6 +228,9 @@ class Hub:
         """The app's token (the same one again if already registered), or ``None`` when the
         client already has ``max_apps`` apps."""
         client = self._client(client_id)
+        key = (client_id, app_id)
+        while (pending := self._registering.get(key)) is not None:
+            await pending.wait()  # a request racing this one (a resume, say) registers it
         token = client.tokens.get(app_id)
         if token is not None:
             return token
@@ -233,7 +238,12 @@ class Hub:
             return None
         token = new_token()
         registration = Registration(token=token, client_id=client_id, app_id=app_id, created_at=now)
-        await self.store.add_registration(registration)
+        self._registering[key] = done = trio.Event()
+        try:
+            await self.store.add_registration(registration)
+        finally:
+            del self._registering[key]
+            done.set()
         client.tokens[app_id] = token
         self.registrations[token] = registration
         return token
@@ -243,7 +253,8 @@ class Hub:
         if registration is None or registration.client_id != client_id:
             return False
         await self.store.deactivate_registration(token, now)
-        del self.registrations[token]
+        if self.registrations.pop(token, None) is None:
+            return True  # a request racing this one (a resume, say) unregistered it
         self.retired.add(token)
         client = self._client(client_id)
         client.tokens.pop(registration.app_id, None)
