@@ -56,6 +56,7 @@ def test_a_calm_server_admits() -> None:
         (load(sessions=100), "max_sessions", "overloaded"),
         (load(loop_lag_ms=500.1), "loop_lag", "overloaded"),
         (load(store_backlog=1001), "store_backlog", "overloaded"),
+        (load(store_failing=True), "store_failing", "overloaded"),
         (load(draining=True), "draining", "draining"),
     ],
 )
@@ -143,7 +144,9 @@ def test_defaults_are_the_documented_ones() -> None:
     assert (s.max_sessions, s.hello_rate_per_s, s.hello_burst) == (10_000, 500.0, 1000)
     assert (s.max_loop_lag_ms, s.max_store_backlog, s.retry_after_s) == (500.0, 20_000, 30.0)
     assert (s.alternates, s.shed, s.shed_high_water, s.shed_rate_per_s) == ((), False, 1.1, 10.0)
-    assert set(TRIGGERS) == {"max_sessions", "loop_lag", "store_backlog", "draining"}
+    assert set(TRIGGERS) == {
+        "max_sessions", "loop_lag", "store_backlog", "store_failing", "draining"
+    }  # fmt: skip
 
 
 # --- properties ------------------------------------------------------------------------

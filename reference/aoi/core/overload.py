@@ -56,6 +56,7 @@ class Load:
     loop_lag_ms: float
     store_backlog: int
     draining: bool = False
+    store_failing: bool = False  # the store's writes fail (disk full, read-only, I/O)
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +79,7 @@ TRIGGERS: Mapping[str, Callable[[OverloadSettings, Load], bool]] = {
     "max_sessions": lambda s, load: load.sessions >= s.max_sessions,
     "loop_lag": lambda s, load: load.loop_lag_ms > s.max_loop_lag_ms,
     "store_backlog": lambda s, load: load.store_backlog > s.max_store_backlog,
+    "store_failing": lambda s, load: load.store_failing,
     DRAINING: lambda s, load: load.draining,
 }
 

@@ -33,6 +33,8 @@ log = logging.getLogger("aoi.server")
 
 SWEEP_S = 1.0
 STATUS_COLLECT_S = 0.01  # the status recorder's batching window
+STORE_RETRY_S = 0.5  # first pause before writing statuses again after the store failed
+STORE_RETRY_MAX_S = 5.0
 SHED_TICK_S = 0.1
 REPORT_RETENTION_S = 7 * 86400
 
@@ -81,7 +83,14 @@ class Server:
             policy_bytes,
             drain=self.set_draining,
         )
-        self.http = HttpServer(self.api, {"/aoi": WebSocketRoute("aoi.v1", self.aoi2)})
+        self.http = HttpServer(
+            self.api,
+            {"/aoi": WebSocketRoute("aoi.v1", self.aoi2)},
+            head_timeout_s=s.request_head_timeout_s,
+            body_timeout_s=s.request_body_timeout_s,
+            max_connections=s.max_connections,
+        )
+        self.api.listener = self.http
 
     def set_draining(self, draining: bool) -> None:
         self.load.draining = draining
@@ -138,19 +147,28 @@ class Server:
         each status in one store operation: at most one status commit per window (or per
         commit, when the store is slower) instead of one per ack frame, which at a thousand
         acks a second would queue behind each other. Each batch is stamped with its latest
-        change's time: a ``delivered_at`` is never before the ack, at most a window after."""
-        async for change in self.status_receive:
-            changes = [change]
-            try:
-                await trio.sleep(STATUS_COLLECT_S)
-            except trio.Cancelled:
-                with (
-                    trio.CancelScope(shield=True, deadline=trio.current_time() + 1.0),
-                    contextlib.suppress(StoreError),
-                ):
+        change's time: a ``delivered_at`` is never before the ack, at most a window after.
+        A batch the store cannot take (a full disk) is kept and tried again, with the
+        changes that came meanwhile, after a pause that grows to ``STORE_RETRY_MAX_S``."""
+        changes: list[StatusChange] = []
+        pause = STATUS_COLLECT_S
+        try:
+            while True:
+                if not changes:
+                    changes.append(await self.status_receive.receive())
+                await trio.sleep(pause)
+                try:
                     await self._write_statuses(self._drain_statuses(changes))
-                raise
-            await self._write_statuses(self._drain_statuses(changes))
+                except StoreError:
+                    pause = min(STORE_RETRY_MAX_S, max(STORE_RETRY_S, 2 * pause))
+                    continue
+                changes, pause = [], STATUS_COLLECT_S
+        finally:
+            with (
+                trio.CancelScope(shield=True, deadline=trio.current_time() + 1.0),
+                contextlib.suppress(StoreError),
+            ):
+                await self._write_statuses(self._drain_statuses(changes))
 
     def _drain_statuses(self, changes: list[StatusChange]) -> list[StatusChange]:
         while True:
@@ -171,18 +189,24 @@ class Server:
                 self.metrics.expired.inc(len(ids))
 
     async def _sweep(self) -> None:
-        """TTL expiry of what nobody fetched, and pruning of old delivery reports."""
+        """TTL expiry of what nobody fetched, and pruning of old delivery reports. While
+        the store's writes fail, a probe each round finds out when they succeed again."""
         last_purge = 0.0
         while True:
             await trio.sleep(SWEEP_S)
             now = time.time()
-            expired = await self.store.expire(now)
-            if expired:
-                self.hub.expire(expired)
-                self.metrics.expired.inc(len(expired))
-            if now - last_purge > 3600:
-                await self.store.purge(now - REPORT_RETENTION_S)
-                last_purge = now
+            try:
+                if self.store.failure is not None:
+                    await self.store.probe()
+                expired = await self.store.expire(now)
+                if expired:
+                    self.hub.expire(expired)
+                    self.metrics.expired.inc(len(expired))
+                if now - last_purge > 3600:
+                    await self.store.purge(now - REPORT_RETENTION_S)
+                    last_purge = now
+            except StoreError:
+                continue  # the store says why in its failure (health, metrics)
 
     async def _shed(self) -> None:
         """Past the high-water mark, or draining, move sessions elsewhere with redirect, a few

@@ -32,6 +32,7 @@ class LoadMonitor:
             loop_lag_ms=self.loop_lag_ms,
             store_backlog=self.store.backlog(),
             draining=self.draining,
+            store_failing=self.store.failure is not None,
         )
 
     def admit_hello(self, now: float) -> Refusal | None:

@@ -115,6 +115,11 @@ class Store(Protocol):
     def ops_failed(self) -> int:
         """Writes that raised to their caller."""
 
+    @property
+    def failure(self) -> str | None:
+        """Why writes fail for the disk's sake (full, read-only, I/O errors), from the first
+        such failure until a write succeeds again; ``None`` while writes succeed."""
+
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Open the store, report readiness, write until cancelled, then commit what is
         queued and close."""
@@ -136,6 +141,10 @@ class Store(Protocol):
 
     def backlog(self) -> int:
         """Writes accepted and not yet committed (overload control reads it)."""
+
+    async def probe(self) -> None:
+        """A write that changes nothing, to learn whether writes succeed again (it clears
+        :attr:`failure` when it commits); raises :class:`StoreError` like any write."""
 
     async def load(self) -> Snapshot: ...
 

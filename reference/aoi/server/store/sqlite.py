@@ -98,6 +98,7 @@ class SqliteStore:
         self.commits = 0
         self.ops_committed = 0
         self.ops_failed = 0
+        self.failure: str | None = None  # see Store.failure
         self._send, self._receive = trio.open_memory_channel[_Op[Any]](math.inf)
         self._queued = 0  # in the channel
         self._in_flight = 0  # taken by the writer, not yet committed
@@ -155,7 +156,7 @@ class SqliteStore:
 
     async def _commit(self, batch: list[_Op[Any]]) -> None:
         try:
-            committed = await trio.to_thread.run_sync(self._execute, batch)
+            committed, wrote = await trio.to_thread.run_sync(self._execute, batch)
         except BaseException as exc:  # a bug in the writer: fail the batch, never strand it
             for op in batch:
                 op.error = op.error or exc
@@ -165,13 +166,24 @@ class SqliteStore:
             for op in batch:
                 op.done.set()
         self.commits += committed
-        failed = sum(op.error is not None for op in batch)
-        self.ops_failed += failed
-        self.ops_committed += len(batch) - failed if committed else 0
+        failed = [op.error for op in batch if op.error is not None]
+        self.ops_failed += len(failed)
+        self.ops_committed += len(batch) - len(failed) if committed else 0
+        disk = next((e for e in failed if _disk_error(e)), None)
+        if disk is not None:
+            self.failure = f"{self.path}: {disk}"
+        elif wrote or any(op.apply is _probe for op in batch):
+            self.failure = None  # a commit that wrote: the disk takes writes again
 
     # --- in the writer's worker thread ---------------------------------------------------
 
     def _open(self) -> tuple[Connection, Connection]:
+        try:
+            return self._open_connections()
+        except (OSError, sqlite3.Error) as exc:  # a directory or file it may not write
+            raise StoreError(f"cannot be opened: {_why(exc)}") from exc
+
+    def _open_connections(self) -> tuple[Connection, Connection]:
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         writer = _connect(self.path)
         try:
@@ -187,10 +199,17 @@ class SqliteStore:
             raise
         return writer, reader
 
-    def _execute(self, batch: list[_Op[Any]]) -> bool:
-        """Apply the batch in one transaction; True if it committed."""
+    def _execute(self, batch: list[_Op[Any]]) -> tuple[bool, bool]:
+        """Apply the batch in one transaction: whether it committed, and wrote something."""
         conn = self._writer
         assert conn is not None
+        changes = conn.total_changes
+        committed = self._execute_batch(conn, batch) or self._execute_isolated(conn, batch)
+        return committed, committed and conn.total_changes > changes
+
+    @staticmethod
+    def _execute_batch(conn: Connection, batch: list[_Op[Any]]) -> bool:
+        """The batch in one transaction; False (rolled back) if anything in it failed."""
         try:
             conn.execute("BEGIN IMMEDIATE")
             rows: list[tuple[Any, ...]] = []
@@ -206,9 +225,9 @@ class SqliteStore:
                 conn.executemany(INSERT_NOTIFICATION, rows)
             conn.execute("COMMIT")
             return True
-        except Exception:  # find out which op it was, below
+        except Exception:  # find out which op it was: _execute_isolated
             _rollback(conn)
-        return self._execute_isolated(conn, batch)
+            return False
 
     @staticmethod
     def _execute_isolated(conn: Connection, batch: list[_Op[Any]]) -> bool:
@@ -304,6 +323,9 @@ class SqliteStore:
 
         await self._write(_Op(apply))
 
+    async def probe(self) -> None:
+        await self._write(_Op(_probe))
+
     async def expire(self, now: float) -> list[str]:
         def apply(conn: Connection) -> list[str]:
             return [id for (id,) in conn.execute(EXPIRE, (now,))]
@@ -359,6 +381,23 @@ def _rollback(conn: Connection) -> None:
     with contextlib.suppress(sqlite3.Error):
         if conn.in_transaction:
             conn.execute("ROLLBACK")
+
+
+def _probe(conn: Connection) -> None:
+    """A write that changes nothing: the database header's version, set to itself."""
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+
+def _why(exc: BaseException) -> str:
+    return exc.strerror or str(exc) if isinstance(exc, OSError) else str(exc)
+
+
+# The disk, not the record: full, read-only, failing. Writes fail until this changes.
+_DISK = ("SQLITE_FULL", "SQLITE_IOERR", "SQLITE_READONLY", "SQLITE_CANTOPEN", "SQLITE_CORRUPT")
+
+
+def _disk_error(exc: BaseException) -> bool:
+    return str(getattr(exc, "sqlite_errorname", "")).startswith(_DISK)
 
 
 # Other constraint failures (a CHECK, a NOT NULL) are a bad record, not a conflict.
