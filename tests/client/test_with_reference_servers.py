@@ -4,6 +4,7 @@ on loopback, in real time: reallocation, fail to app, independence, credential r
 from __future__ import annotations
 
 import json
+import logging
 import signal
 import ssl
 import subprocess
@@ -257,13 +258,16 @@ def test_invalid_credentials_contact_no_other_server(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("trusted", [True, False])
-def test_wss_verifies_the_server_certificate(tmp_path: Path, trusted: bool) -> None:
+def test_wss_verifies_the_server_certificate(
+    tmp_path: Path, trusted: bool, caplog: pytest.LogCaptureFixture
+) -> None:
     ca = trustme.CA()
     cert = ca.issue_cert("127.0.0.1")
     cert.private_key_and_cert_chain_pem.write_to_path(str(tmp_path / "a.pem"))
     cert.private_key_pem.write_to_path(str(tmp_path / "a.key"))
     ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
     ca_file = tmp_path / "ca.pem" if trusted else None
+    caplog.set_level(logging.INFO, logger="aoi")
 
     async def main() -> None:
         async with (
@@ -276,8 +280,14 @@ def test_wss_verifies_the_server_certificate(tmp_path: Path, trusted: bool) -> N
             answer = await app.register(CHAT)
             if trusted:
                 assert answer["type"] == "app_registered" and answer["server_id"] == "a"
-            else:  # an unknown CA: the server counts as unreachable
+            else:  # an unknown CA: the server counts as unreachable, and the log says why
                 assert answer["type"] == "connection_failed"
                 assert await a.counter("aoi_hello_accepted") == 0
+                details = [getattr(r, "aoi_fields", {}).get("detail", "") for r in caplog.records]
+                assert any(
+                    "the certificate of 127.0.0.1 is not trusted: unable to get local issuer"
+                    in detail
+                    for detail in details
+                ), details
 
     trio.run(main)

@@ -9,6 +9,7 @@ import trio
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, RejectConnection, RejectData
 from wsproto.events import Request as WsRequest
+from wsproto.utilities import RemoteProtocolError
 
 from .websocket import RECEIVE_SIZE, WebSocket
 
@@ -40,6 +41,8 @@ async def connect(
     else:
         stream = await trio.open_tcp_stream(host, port)
     try:
+        if isinstance(stream, trio.SSLStream):
+            await _tls_handshake(stream, host)
         ws = WSConnection(ConnectionType.CLIENT)
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         netloc = parts.netloc.rsplit("@", 1)[-1]
@@ -51,8 +54,12 @@ async def connect(
             data = await stream.receive_some(RECEIVE_SIZE)
             if not data:
                 raise HandshakeError("connection closed during the handshake", status)
-            ws.receive_data(bytes(data))
-            for event in ws.events():
+            try:
+                ws.receive_data(bytes(data))
+                events = list(ws.events())
+            except RemoteProtocolError as exc:
+                raise HandshakeError(f"not a WebSocket handshake answer: {exc}", status) from exc
+            for event in events:
                 if isinstance(event, AcceptConnection):
                     return WebSocket(
                         stream,
@@ -71,4 +78,20 @@ async def connect(
         with trio.move_on_after(1) as scope:
             scope.shield = True
             await stream.aclose()
+        raise
+
+
+async def _tls_handshake(stream: trio.SSLStream[trio.abc.Stream], host: str) -> None:
+    """The TLS handshake now, so that a refused certificate is named as such (trio reports
+    it as a broken stream at the first write otherwise)."""
+    try:
+        await stream.do_handshake()
+    except trio.BrokenResourceError as exc:
+        cause = exc.__cause__
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            raise HandshakeError(
+                f"TLS: the certificate of {host} is not trusted: {cause.verify_message}"
+            ) from exc
+        if isinstance(cause, ssl.SSLError):
+            raise HandshakeError(f"TLS handshake with {host} failed: {cause.reason}") from exc
         raise
