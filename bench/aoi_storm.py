@@ -40,10 +40,14 @@ def storm(
     baseline: float = 2.0,
     after: float = 1.0,
     timeout: float = 120.0,
+    full: bool = False,
 ) -> dict[str, Any]:
-    """``clients`` AOI sessions opened at once while ``steady`` ones receive ``rate`` pushes/s."""
+    """``clients`` AOI sessions opened at once while ``steady`` ones receive ``rate`` pushes/s.
+    ``full``: the server's ``max_sessions`` is ``steady``, so every storm hello is refused
+    (``reject{overloaded}``, counted in ``errors``)."""
     started = time.monotonic()
-    with server.server(folder, steady + clients) as (process, here):
+    max_sessions = steady if full else 1_000_000
+    with server.server(folder, steady + clients, max_sessions=max_sessions) as (process, here):
         holder = server.clients(here["aoi2"], 0, steady, "--record")
         ready = line(holder)
         if ready["failed"]:
@@ -82,12 +86,16 @@ def main() -> None:
     parser.add_argument("--steady", type=int, default=100)
     parser.add_argument("--rate", type=float, default=1000.0)
     parser.add_argument("--processes", type=int, default=2, help="storm processes")
+    parser.add_argument(
+        "--full", action="store_true", help="max_sessions = --steady: every storm hello refused"
+    )
     args = parser.parse_args()
     raise_nofile(131072)  # the server (a child) inherits it
     with tempfile.TemporaryDirectory() as tmp:
         figures = storm(
-            Path(tmp), args.clients, steady=args.steady, rate=args.rate, processes=args.processes
-        )
+            Path(tmp), args.clients, steady=args.steady, rate=args.rate,
+            processes=args.processes, full=args.full,
+        )  # fmt: skip
     print(json.dumps(figures, indent=1))
 
 

@@ -52,11 +52,12 @@ PER_PROCESS = 2500  # sessions per load-generator process
 FD_MARGIN = 64  # descriptors the server needs besides its sessions
 
 
-def config(clients: int) -> str:
+def config(clients: int, max_sessions: int = 1_000_000) -> str:
     lines = [
         '[server]\nid = "bench"\nlisten = "127.0.0.1:0"\ndb = "bench.db"\nkeepalive_s = 3600',
         "handshake_timeout_s = 60",
-        "[overload]\nmax_sessions = 1000000\nhello_rate_per_s = 1000000.0\nhello_burst = 1000000",
+        f"[overload]\nmax_sessions = {max_sessions}",
+        "hello_rate_per_s = 1000000.0\nhello_burst = 1000000",
         "max_loop_lag_ms = 1000000.0\nmax_store_backlog = 1000000",
         f'[[server_apps]]\nname = "bench"\nkey = "{KEY}"\napp_ids = ["{APP}"]',
         "rate_per_s = 10000000.0\nburst = 10000000",
@@ -69,13 +70,16 @@ def config(clients: int) -> str:
 
 @contextmanager
 def server(
-    folder: Path, clients: int, launcher: Sequence[str] = ("-m", "aoi")
+    folder: Path,
+    clients: int,
+    launcher: Sequence[str] = ("-m", "aoi"),
+    max_sessions: int = 1_000_000,
 ) -> Iterator[tuple[subprocess.Popen[bytes], dict[str, str]]]:
     """``aoi server`` (started with ``python <launcher> server ...``) for ``clients`` clients,
     and what its ready file says (its URLs)."""
     for old in folder.glob("bench.db*"):
         old.unlink()
-    (folder / "server.toml").write_text(config(clients))
+    (folder / "server.toml").write_text(config(clients, max_sessions))
     ready = folder / "ready.json"
     ready.unlink(missing_ok=True)
     with (folder / "server.log").open("ab") as log:
