@@ -316,12 +316,12 @@ class HttpServer:
         while True:
             try:
                 head = await self._head(c, conn, first_head_by, expect_wait=answered)
-                if type(head) is not h11.Request:
-                    return
-                refusal = _head_refusal(head, conn)
-            except h11.RemoteProtocolError as exc:
-                await self._answer_and_close(c, _protocol_error(exc))
+            except _Refused as refused:
+                await self._answer_and_close(c, refused.response)
                 return
+            if type(head) is not h11.Request:
+                return
+            refusal = _head_refusal(head, conn)
             first_head_by = None
             if refusal is not None:
                 await self._answer_and_close(c, refusal)
@@ -343,7 +343,7 @@ class HttpServer:
             try:
                 body = await self._body(c, conn, head)
             except h11.RemoteProtocolError as exc:
-                await self._answer_and_close(c, _protocol_error(exc))
+                await self._answer_and_close(c, _protocol_error(exc, b""))
                 return
             if body is None:
                 response = Response.error(
@@ -391,19 +391,22 @@ class HttpServer:
         ``idle_timeout_s`` to begin and ``head_timeout_s`` from its first byte."""
         deadline = first_by if first_by is not None else trio.current_time() + self.idle_timeout_s
         line: bytes | None = b""  # an incomplete head, until its request line was checked
-        data = b""
+        received = data = b""
         while True:
-            event = conn.next_event()
-            if event is not h11.NEED_DATA:
-                return event
-            if data:
-                if not c.partial:
-                    c.partial = True
-                    if first_by is None:
-                        deadline = trio.current_time() + self.head_timeout_s
-                if line is not None:
+            try:
+                event = conn.next_event()
+                if event is not h11.NEED_DATA:
+                    return event
+                if data and line is not None:
                     line = _check_request_line(line + data)
+            except h11.RemoteProtocolError as exc:
+                raise _Refused(_protocol_error(exc, received)) from exc
+            if data and not c.partial:
+                c.partial = True
+                if first_by is None:
+                    deadline = trio.current_time() + self.head_timeout_s
             data = await self._receive(c, deadline, expect_wait)
+            received += data
             expect_wait = False
             conn.receive_data(data)
             if not data:
@@ -565,20 +568,31 @@ def _head_refusal(head: h11.Request, conn: h11.Connection) -> Response | None:
     return None
 
 
-_PROTOCOL_ERRORS = {
-    431: ("headers_too_large", f"request head over {MAX_HEAD} bytes"),
-    501: ("not_implemented", "only Transfer-Encoding: chunked is supported"),
-}
+class _Refused(Exception):
+    """A request head that cannot be served; ``response`` is the answer."""
+
+    def __init__(self, response: Response) -> None:
+        super().__init__(response.status)
+        self.response = response
 
 
-def _protocol_error(exc: h11.RemoteProtocolError) -> Response:
-    """The answer to a request h11 could not parse: its status hint, with our code."""
+TRANSFER_ENCODING = re.compile(rb"(?im)^transfer-encoding:[ \t]*([^\r\n]*)")
+
+
+def _protocol_error(exc: h11.RemoteProtocolError, head: bytes) -> Response:
+    """The answer to a request h11 could not parse (``head``: its bytes so far)."""
     status = exc.error_status_hint
-    code, detail = _PROTOCOL_ERRORS.get(status, ("malformed_request", ""))
-    if status not in _PROTOCOL_ERRORS:
-        status = 400
-        detail = f"not a valid HTTP/1.1 request: {exc}"
-    return Response.error(status, code, detail)
+    if status == 431:
+        return Response.error(431, "headers_too_large", f"request head over {MAX_HEAD} bytes")
+    if status == 501:  # a transfer coding other than chunked alone
+        codings = b",".join(TRANSFER_ENCODING.findall(head)).split(b",")
+        if codings[-1].strip().lower() == b"chunked":
+            detail = "only Transfer-Encoding: chunked is supported"
+            return Response.error(501, "not_implemented", detail)
+        # RFC 9112 6.3: without chunked last, the body's length cannot be known
+        detail = "a Transfer-Encoding must end with chunked"
+        return Response.error(400, "malformed_request", detail)
+    return Response.error(400, "malformed_request", f"not a valid HTTP/1.1 request: {exc}")
 
 
 def _items(headers: Sequence[tuple[bytes, bytes]]) -> Iterable[tuple[bytes, bytes]]:
