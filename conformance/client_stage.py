@@ -274,8 +274,9 @@ class Stage:
             self.apps[alias] = App(alias, APP_PREFIX + alias)
         return self.apps[alias]
 
-    def connect_app(self, app: App) -> None:
-        """Open the app's own AOI-1 connection to the client (a precondition)."""
+    def connect_app(self, app: App, req: str | None = None) -> None:
+        """Open the app's own AOI-1 connection to the client: a precondition, or what
+        ``req`` requires."""
         if app.conn is not None and app.conn.closed is None:
             return
         assert self.process is not None, "suite: the AOI Client is not running"
@@ -288,16 +289,19 @@ class Stage:
             connect_timeout=self.timeout(),
         )
         handshake = app.conn.open()
+        explanation = (
+            f"app {app.alias}: no AOI-1 upgrade at 127.0.0.1:{self.process.app_port}: "
+            f"{handshake.error or handshake.status}"
+        )
+        if req is not None:  # the client's own failure: a verdict, not an unreachable target
+            self.world.check(req, handshake.accepted, explanation)
+            return
         if not handshake.reached:
             raise TargetUnreachable(
                 f"target unreachable: app {app.alias} could not connect to the AOI Client's "
                 f"AOI-1 port 127.0.0.1:{self.process.app_port}: {handshake.error}"
             )
-        self.world.precondition(
-            handshake.accepted,
-            f"app {app.alias}: no AOI-1 upgrade at 127.0.0.1:{self.process.app_port}: "
-            f"{handshake.error or handshake.status}",
-        )
+        self.world.precondition(handshake.accepted, explanation)
 
     def send_app(self, app: App, message: dict[str, Any]) -> None:
         self.connect_app(app)

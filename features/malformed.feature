@@ -1,8 +1,10 @@
-Feature: malformed: bad frames get their error code and harm no other session
+Feature: malformed: bad frames and bad HTTP get their answer and harm no other session
   Every AOI-2 frame is one JSON object valid against schemas/; malformed input gets an
   error with a machine-readable code, and other clients' sessions are unaffected
   (docs/protocol.md 1.3, 2.11). Every frame the target sends is also checked against
-  the schemas in every scenario [AOI-GEN-002].
+  the schemas in every scenario [AOI-GEN-002]. A malformed WebSocket upgrade or HTTP
+  request stops nothing: while its connection is still open, a newcomer is welcomed and
+  an established session is served (docs/protocol.md 2.1, 3.9).
 
   @AOI-GEN-003
   Scenario Outline: A bad frame gets its error code and harms no other session
@@ -35,3 +37,40 @@ Feature: malformed: bad frames get their error code and harm no other session
   Scenario: Before authentication, a bad frame is fatal
     When client "A" connects and sends the text {"type": "hello", "version": 1} before hello
     Then client "A" gets a fatal error "invalid_message" and close code 4400 [AOI-GEN-003]
+
+  @AOI-GEN-005 @AOI-GEN-006
+  Scenario Outline: A malformed WebSocket upgrade is refused and stops nothing
+    Given client "B" is in session
+    When a hostile client asks for a WebSocket upgrade <flaw>
+    Then the upgrade is refused <how> [AOI-GEN-006]
+    And a new client "A" is welcomed meanwhile [AOI-GEN-005]
+    And client "B" still gets an answer to ping [AOI-GEN-005]
+
+    Examples: RFC 6455 4.2.1: a GET over HTTP/1.1, with these headers
+      | flaw                              | how                              |
+      | without Sec-WebSocket-Version     | with an HTTP error status        |
+      | with Sec-WebSocket-Version 8      | naming WebSocket version 13      |
+      | without Sec-WebSocket-Key         | with an HTTP error status        |
+      | with Sec-WebSocket-Key "x"        | with an HTTP error status        |
+      | without Connection: Upgrade       | with an HTTP error status        |
+      | by POST                           | with an HTTP error status        |
+      | over HTTP/1.0                     | with an HTTP error status        |
+
+  @AOI-GEN-005 @AOI-GEN-006
+  Scenario Outline: A request that breaks HTTP/1.1 is answered and stops nothing
+    Given client "B" is in session
+    When a hostile client sends a request with <request>
+    Then it is answered <answer> [AOI-GEN-006]
+    And a new client "A" is welcomed meanwhile [AOI-GEN-005]
+    And client "B" still gets an answer to ping [AOI-GEN-005]
+
+    Examples: RFC 9112; a server may refuse or repair what it has no rule for
+      | request                                                              | answer                             |
+      | a Content-Length that is not a number                                | with 400 and a close               |
+      | a Transfer-Encoding that does not end with chunked                   | with 400 or 501 and a close        |
+      | both Content-Length and Transfer-Encoding, smuggling a second request | once, and its connection is closed |
+      | no Host header                                                       | with 400                           |
+      | a NUL in a header                                                    | with an HTTP status                |
+      | an HTTP/0.9 request line                                             | or its connection closed           |
+      | a header block of 32 KB                                              | with an HTTP status                |
+      | a header block of 1 MB                                               | or its connection closed           |

@@ -53,6 +53,7 @@ REJECT_CLOSE = {
 REDIRECT_CLOSE = 4503
 KEEPALIVE_S = 60  # welcome.keepalive_s unless a scenario sets another
 LIMITS = {"max_payload": 4096, "max_apps": 32}
+GARBAGE = b"\x00\xffNOT HTTP\r\n\x16\x03\x01\r\n\r\n"  # no status line, no headers
 TLS_HANDSHAKE_S = 10.0
 
 
@@ -158,7 +159,8 @@ class SuiteServer(LoopbackListener):
         # The script: answers for the next hellos, then the default; what to do at connect.
         self.answers: deque[HelloAnswer] = deque()
         self.default = WELCOME
-        self.on_connect = "serve"  # "serve", "close" (at once), "no_subprotocol"
+        # "serve", "close" (at once), "no_subprotocol", "garbage" (bytes that are not HTTP)
+        self.on_connect = "serve"
         self.keepalive_s = KEEPALIVE_S
         self.connections: list[ServerConnection] = []
         self.sessions: dict[str, Session] = {}
@@ -180,6 +182,10 @@ class SuiteServer(LoopbackListener):
 
     def send(self, conn: ServerConnection, message: dict[str, Any]) -> bool:
         return bool(self.portal.call(self._send, conn, message))
+
+    def send_bytes(self, conn: ServerConnection, data: bytes, what: str) -> bool:
+        """Write ``data`` as it is on the connection (not a frame the suite made)."""
+        return bool(self.portal.call(self._send_bytes, conn, data, what))
 
     def drop(self, conn: ServerConnection) -> None:
         """End the TCP connection without a close frame (a lost network)."""
@@ -300,6 +306,10 @@ class SuiteServer(LoopbackListener):
                 break
         conn.offered = list(request.subprotocols)
         self._log(conn, "<-", f"upgrade {request.target} subprotocols={conn.offered}")
+        if self.on_connect == "garbage":
+            await self._send_bytes(conn, GARBAGE, "an answer to the upgrade that is not HTTP")
+            self._mark_closed(conn, ABNORMAL, "answered with garbage", by_target=False)
+            return
         if self.on_connect == "no_subprotocol":
             await self._raw(conn, ws.send(AcceptConnection()))
             self._log(conn, "->", "101 upgrade, no subprotocol selected")
@@ -502,6 +512,10 @@ class SuiteServer(LoopbackListener):
         self._mark_closed(conn, code, reason, by_target=False)
         if conn.scope is not None:
             conn.scope.cancel()
+
+    async def _send_bytes(self, conn: ServerConnection, data: bytes, what: str) -> bool:
+        self._log(conn, "->", f"{what}: {data[:64]!r}")
+        return await self._raw(conn, data)
 
     async def _drop(self, conn: ServerConnection) -> None:
         conn.dropped_at = time.monotonic()

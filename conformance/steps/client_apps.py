@@ -146,6 +146,30 @@ def receives_registered(stage: Stage, alias: str, name: str, req: str) -> None:
     stage.world.check(req, not problem, f"app_registered of app {alias}: {problem}")
 
 
+@then(text('the AOI Client still answers app "{alias:q}" when it registers [{req:req}]'))
+def still_answers_app(stage: Stage, alias: str, req: str) -> None:
+    """A client that died or hangs is found out here: it must still run, accept a new
+    app's connection and answer its registration (served, or told the server failed)."""
+    code = stage.process.exited() if stage.process is not None else None
+    stage.world.check(req, code is None, f"the AOI Client exited (status {code})")
+    app = stage.app(alias)
+    stage.connect_app(app, req)
+    stage.send_app(app, {"type": "app_register", "app_id": app.app_id})
+    answer = stage.wait(
+        lambda: next(
+            (f for f in app.frames() if f.type in ("app_registered", "connection_failed")), None
+        ),
+        stage.patience(),
+    )
+    code = stage.process.exited() if stage.process is not None else None
+    stage.world.check(
+        req,
+        answer is not None,
+        f"app {alias} registering got neither app_registered nor connection_failed "
+        + (f"(the AOI Client exited with {code})" if code is not None else "(no answer)"),
+    )
+
+
 @then(text('app "{alias:q}" is served by server "{name:q}" [{req:req}]'))
 def is_served_by(stage: Stage, alias: str, name: str, req: str) -> None:
     app = stage.app(alias)

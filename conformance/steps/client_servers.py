@@ -155,6 +155,24 @@ def sends_unknown(stage: Stage, name: str, kind: str) -> None:
     server.send(conn, {"type": kind})
 
 
+# Bytes a server must never send on an established session, each a WebSocket protocol error
+# (RFC 6455 5.2, 5.6, 8.1): the client fails the connection, and nothing more.
+GARBAGE = {
+    "bytes that are not WebSocket frames": b"GARBAGE\x00\xff\xfe",
+    "a frame with a reserved opcode": bytes((0x83, 0x00)),
+    "a text frame that is not UTF-8": bytes((0x81, 0x04)) + b"\xff\xfe\xfd\xfc",
+    "a masked frame": bytes((0x81, 0x82)) + b"\x01\x02\x03\x04" + b"\x7a\x20",
+}
+
+
+@when(text('server "{name:q}" sends the AOI Client {garbage}'))
+def sends_garbage(stage: Stage, name: str, garbage: str) -> None:
+    if garbage not in GARBAGE:
+        raise ValueError(f"suite: unknown garbage {garbage!r}")
+    server, conn = session_of(stage, name)
+    server.send_bytes(conn, GARBAGE[garbage], garbage)
+
+
 @then(text('server "{name:q}" welcomes the AOI Client after all'))
 def welcomed_after_all(stage: Stage, name: str) -> None:
     server = stage.servers[name]

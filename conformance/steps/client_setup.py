@@ -168,6 +168,11 @@ def no_subprotocol(stage: Stage, name: str) -> None:
     stage.server(name).on_connect = "no_subprotocol"
 
 
+@when(text('server "{name:q}" answers every upgrade with bytes that are not HTTP'))
+def answers_garbage(stage: Stage, name: str) -> None:
+    stage.server(name).on_connect = "garbage"
+
+
 @given(text('server "{name:q}" welcomes with keepalive_s {n:n}'))
 def welcome_keepalive(stage: Stage, name: str, n: int) -> None:
     stage.server(name).keepalive_s = n

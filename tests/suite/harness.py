@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from conformance.embedded import Lab
 from conformance.ixit import load_ixit, render_ixit
-from conformance.registry import load_registry
+from conformance.registry import load_registry, load_scenarios
 from conformance.verdicts import Verdict
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -91,6 +91,13 @@ class BrokenRun:
         assert not wrong, (
             f"{fault} ({self.seconds} s, {counts}; reports in {self.workdir}):\n" + "\n".join(wrong)
         )
+
+
+def judged_by(features: Collection[str]) -> set[str]:
+    """The requirements the scenarios of these feature files (by stem) judge."""
+    return {
+        r for s in load_scenarios() if Path(s.feature_file).stem in features for r in s.requirements
+    }
 
 
 @contextmanager

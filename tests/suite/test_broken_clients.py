@@ -23,10 +23,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from conformance.registry import load_registry, load_scenarios
+from conformance.registry import load_registry
 
 from tests.suite.broken_clients.faults import FAULTS
-from tests.suite.harness import BrokenRun, broken_runs_in_background, run_suite
+from tests.suite.harness import BrokenRun, broken_runs_in_background, judged_by, run_suite
 
 RUN = Path(__file__).resolve().parent / "broken_clients" / "run.py"
 PARALLEL = 2
@@ -107,6 +107,14 @@ VARIANTS = (
             "AOI-CON-002": "attempts to an unreachable server keep coming every 10-20 ms",
         },
     ),
+    Variant(
+        "dies_on_garbage",
+        ("client_malformed",),
+        fails={
+            "AOI-GEN-005": "garbage from server a (frames, or an answer to the upgrade "
+            "that is not HTTP) makes the client exit: app two gets no answer"
+        },
+    ),
 )
 
 
@@ -116,7 +124,7 @@ def test_every_fault_has_a_variant_and_says_what_it_breaks() -> None:
     for name, patch in FAULTS.items():
         assert patch.__doc__ and len(patch.__doc__.split()) > 20, name
     for variant in VARIANTS:
-        judged = _judged_by(variant.features)
+        judged = judged_by(variant.features)
         for req in (*variant.fails, *variant.warns, *variant.blocked):
             assert req in registry.requirements, (variant.fault, req)
             assert "C" in registry[req].roles, (variant.fault, req)
@@ -124,12 +132,6 @@ def test_every_fault_has_a_variant_and_says_what_it_breaks() -> None:
         for req in variant.warns:
             assert registry[req].level.value == "SHOULD", (variant.fault, req)
         assert variant.fails, variant.fault
-
-
-def _judged_by(features: tuple[str, ...]) -> set[str]:
-    return {
-        r for s in load_scenarios() if Path(s.feature_file).stem in features for r in s.requirements
-    }
 
 
 def certify_broken(variant: Variant, workdir: Path) -> BrokenRun:
@@ -177,5 +179,5 @@ def test_the_suite_fails_exactly_what_the_fault_breaks(
         variant.fails,
         variant.blocked,
         variant.warns,
-        judged=_judged_by(variant.features),
+        judged=judged_by(variant.features),
     )

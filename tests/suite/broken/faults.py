@@ -250,6 +250,50 @@ def cross_app_push() -> None:
     ServerAppKeys.identify = identify  # type: ignore[method-assign]
 
 
+@fault
+def hangs_on_malformed_upgrade() -> None:
+    """Hangs on a malformed upgrade: an upgrade without Sec-WebSocket-Version (the request
+    that once made the reference exit) is answered 400 as it should be, but then the server
+    accepts no new connection until that client has closed its own (up to a minute).
+
+    AOI-GEN-005 requires that malformed input neither crashes nor hangs the server: while
+    the attacker keeps its connection open, nobody new gets in (established sessions are
+    still served). The answer itself is the reference's (AOI-GEN-006 holds); only what
+    follows it is broken.
+    """
+    import socket
+
+    import trio
+
+    from aoi.net import fastio
+    from aoi.net.http import HttpServer, Response
+
+    stuck: list[trio.Event] = []  # while not empty, the listener serves nobody new
+    accept, answer_and_close = trio.SocketListener.accept, HttpServer._answer_and_close
+
+    async def accept_then_wait(self: trio.SocketListener) -> trio.SocketStream:
+        stream = await accept(self)
+        while stuck:  # accepted, and left unserved
+            await stuck[0].wait()
+        return stream
+
+    async def _answer_and_close(self: HttpServer, c: Any, response: Response, conn: Any = None
+                                ) -> None:  # fmt: skip
+        if b"Sec-WebSocket-Version is missing" not in response.body:
+            return await answer_and_close(self, c, response, conn)
+        await fastio.send_all(c.stream, response.raw())
+        c.stream.socket.shutdown(socket.SHUT_WR)
+        stuck.append(trio.Event())
+        with trio.move_on_after(60):
+            while await c.stream.receive_some(65536):  # until the client goes
+                pass
+        stuck.pop().set()
+        return None
+
+    trio.SocketListener.accept = accept_then_wait  # type: ignore[method-assign]
+    HttpServer._answer_and_close = _answer_and_close  # type: ignore[method-assign]
+
+
 def _json_body(response: Any) -> dict[str, Any]:
     import json
 

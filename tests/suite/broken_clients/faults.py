@@ -116,6 +116,38 @@ def no_backoff() -> None:
     policy.Backoff.cap_s = lambda self, attempt: self.initial_ms / 1000.0  # type: ignore[method-assign]
 
 
+def dies_on_garbage() -> None:
+    """The client exits (status 70) when a server breaks WebSocket: bytes that are not
+    frames, a reserved opcode, text that is not UTF-8, a masked frame (each a close 1002 or
+    1007 from its own WebSocket layer), or an answer to the upgrade that is not HTTP. One
+    misbehaving server takes every app's AOI path with it."""
+    import os
+
+    from wsproto.events import CloseConnection
+
+    from aoi.net import client, websocket
+
+    handle = websocket.WebSocket._handle
+
+    async def _handle(self: Any, event: Any) -> Any:
+        if isinstance(event, CloseConnection) and event.code in (1002, 1007):
+            os._exit(70)
+        return await handle(self, event)
+
+    connect = client.connect
+
+    async def connect_or_die(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return await connect(*args, **kwargs)
+        except client.HandshakeError as exc:
+            if "not a WebSocket handshake answer" in str(exc):
+                os._exit(70)
+            raise
+
+    websocket.WebSocket._handle = _handle  # type: ignore[method-assign]
+    client.connect = connect_or_die
+
+
 FAULTS: dict[str, Callable[[], None]] = {
     f.__name__: f
     for f in (
@@ -127,5 +159,6 @@ FAULTS: dict[str, Callable[[], None]] = {
         delivers_duplicates,
         no_jitter,
         no_backoff,
+        dies_on_garbage,
     )
 }
