@@ -12,12 +12,13 @@ import contextlib
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from bench.hostile.disk import disk, read_only
+from bench.hostile.disk import Disk, disk, read_only
 from bench.hostile.session import Closed, Session
 from bench.hostile.target import APP, KEY, ROOT, Target, started
 
@@ -40,16 +41,19 @@ def notifications(device: Session, count: int) -> list[dict[str, Any]]:
     return [device.receive() for _ in range(count)]
 
 
-def test_a_full_disk_refuses_pushes_with_503_and_loses_nothing_accepted(tmp_path: Path) -> None:
-    with (
-        disk(tmp_path / "state") as store,
-        started(tmp_path, state=store.state) as target,
-        contextlib.ExitStack() as stack,
-    ):
+@contextlib.contextmanager
+def on_a_disk_that_fills(tmp_path: Path) -> Iterator[tuple[Disk, Target, Session]]:
+    """A server whose store can fill up, and a client in session with it."""
+    with disk(tmp_path / "state") as store, started(tmp_path, state=store.state) as target:
         store.pid = target.process.pid
         print(f"full disk by {store.kind}")
-        device = stack.enter_context(Session(target.address))
-        device.hello(0)
+        with Session(target.address) as device:
+            device.hello(0)
+            yield store, target, device
+
+
+def test_a_full_disk_refuses_pushes_with_503_and_loses_nothing_accepted(tmp_path: Path) -> None:
+    with on_a_disk_that_fills(tmp_path) as (store, target, device):
         device.send(type="register", req=1, app_id=APP)
         token = device.receive()["token"]
         before = [push(target, token, f"before {n}") for n in range(5)]
@@ -106,14 +110,7 @@ def test_a_read_only_state_directory_is_one_line_at_start(tmp_path: Path) -> Non
 
 
 def test_a_session_cut_by_a_failed_register_gets_internal_error(tmp_path: Path) -> None:
-    with (
-        disk(tmp_path / "state") as store,
-        started(tmp_path, state=store.state) as target,
-        contextlib.ExitStack() as stack,
-    ):
-        store.pid = target.process.pid
-        device = stack.enter_context(Session(target.address))
-        device.hello(0)
+    with on_a_disk_that_fills(tmp_path) as (store, target, device):
         store.fill()
         device.send(type="register", req=7, app_id=APP)
         error = device.receive()

@@ -193,7 +193,6 @@ class HttpServer:
         head_timeout_s: float = 10.0,
         body_timeout_s: float = 30.0,
         max_connections: int = 0,
-        turns: Turns | None = None,
     ) -> None:
         self.http = http
         self.websockets = websockets
@@ -202,7 +201,7 @@ class HttpServer:
         self.head_timeout_s = head_timeout_s
         self.body_timeout_s = body_timeout_s
         self.max_connections = max_connections or default_max_connections()
-        self.turns = turns or Turns()  # for new connections (see turns.py)
+        self.turns = Turns()  # for connections until their first request is answered
         self.connections = 0
         self.refused = 0  # connections answered 503 at the cap
         self.accept_errors = 0  # accept(2) failures for lack of descriptors or memory
@@ -321,7 +320,7 @@ class HttpServer:
                 return
             if type(head) is not h11.Request:
                 return
-            refusal = _head_refusal(head, conn)
+            refusal = _head_refusal(head)
             first_head_by = None
             if refusal is not None:
                 await self._answer_and_close(c, refusal)
@@ -369,7 +368,9 @@ class HttpServer:
 
     async def _receive(self, c: _Connection, deadline: float, expect_wait: bool) -> bytes:
         """The peer's next bytes (``b""``: it closed); cancelled at ``deadline``."""
-        c.ticket.give_back()
+        ticket = c.ticket
+        if ticket.untrusted:
+            ticket.give_back()
         waiting = self._waiting
         waiting[c.scope] = deadline
         try:
@@ -378,8 +379,8 @@ class HttpServer:
             del waiting[c.scope]
         if c.scope.cancel_called:  # reaped just as bytes came: start nothing now
             await trio.lowlevel.checkpoint()  # raises Cancelled
-        if data:
-            await c.ticket.take()
+        if data and ticket.untrusted:
+            await ticket.take()
         return data
 
     async def _head(
@@ -550,7 +551,7 @@ def _check_request_line(head: bytes) -> bytes | None:
     raise h11.RemoteProtocolError("not an HTTP/1.1 request line", 400)
 
 
-def _head_refusal(head: h11.Request, conn: h11.Connection) -> Response | None:
+def _head_refusal(head: h11.Request) -> Response | None:
     """What h11 lets through but this server refuses in a head: another HTTP version, a
     body framed twice (RFC 9112 6.1: request smuggling), a head over ``MAX_HEAD``."""
     if head.http_version not in HTTP_VERSIONS:

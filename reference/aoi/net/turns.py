@@ -34,6 +34,11 @@ class Ticket:
         self._limiter = limiter  # None: trusted, takes no turns
         self._held = False
 
+    @property
+    def untrusted(self) -> bool:
+        """Whether its holder works in turns (a check cheaper than :meth:`take`)."""
+        return self._limiter is not None
+
     async def take(self) -> None:
         """Before working on bytes that arrived: wait for a turn (none once trusted)."""
         if self._limiter is not None and not self._held:

@@ -85,12 +85,15 @@ class WebSocket:
                     return message
             if self.closed is not None:
                 raise self.closed
-            self.ticket.give_back()
+            ticket = self.ticket
+            if ticket.untrusted:
+                ticket.give_back()
             try:
                 data = await fastio.receive_some(self._stream, RECEIVE_SIZE)
             except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
                 data = b""
-            await self.ticket.take()
+            if ticket.untrusted:
+                await ticket.take()
             if not data:
                 self.closed = ConnectionClosed(1006, "connection lost")
                 await self._abort()
