@@ -92,7 +92,7 @@ class WebSocket:
                 data = await fastio.receive_some(self._stream, RECEIVE_SIZE)
             except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
                 data = b""
-            if ticket.untrusted:
+            if data and ticket.untrusted:
                 await ticket.take()
             if not data:
                 self.closed = ConnectionClosed(1006, "connection lost")
