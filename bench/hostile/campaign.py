@@ -72,6 +72,7 @@ class Row:
     until: float = 0.0
     note: str = ""
     latency: dict[str, Any] = field(default_factory=dict)
+    rss_kb: int | None = None  # the server's, after the case
 
     def answered(self, what: str, as_documented: bool) -> None:
         self.tried += 1
@@ -102,7 +103,7 @@ class Report:
             "cases": [
                 {"case": r.case, "tried": r.tried, "answers": dict(r.answers),
                  "documented": r.documented, "crashes": r.crashes, "note": r.note,
-                 "latency": r.latency}
+                 "latency": r.latency, "rss_kb": r.rss_kb}
                 for r in self.rows
             ],
         }  # fmt: skip
@@ -229,6 +230,7 @@ class Campaign:
                     return
                 if target.health() is None:
                     row.note = "no health answer after it"
+                row.rss_kb = target.rss_kb()
         time.sleep(2.0)
         self.report.rss_kb_after = target.rss_kb()
 
@@ -516,14 +518,16 @@ def table(report: Report) -> str:
         f"Server RSS: {report.rss_kb_before / 1024:.1f} MB before, "
         f"{report.rss_kb_after / 1024:.1f} MB after.",
         "",
-        "| case | inputs tried | crashes | answers | as documented | p99 ms during | note |",
-        "|---|--:|--:|---|--:|--:|---|",
+        "| case | inputs tried | crashes | answers | as documented | p99 ms during | RSS MB after"
+        " | note |",
+        "|---|--:|--:|---|--:|--:|--:|---|",
     ]
     for row in report.rows:
         answers = ", ".join(f"{what} x{n}" for what, n in row.answers.most_common())
+        rss = "-" if row.rss_kb is None else f"{row.rss_kb / 1024:.1f}"
         lines.append(
             f"| {row.case} | {row.tried:,} | {row.crashes} | {answers} | {row.documented:,} | "
-            f"{p99(row.latency)} | {row.note} |"
+            f"{p99(row.latency)} | {rss} | {row.note} |"
         )
     s = report.steady
     lines += [
