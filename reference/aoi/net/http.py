@@ -289,7 +289,7 @@ class HttpServer:
             self.connections -= 1
             self._waiting.pop(c.scope, None)
             with trio.move_on_after(1):
-                await trio.aclose_forcefully(stream)
+                await stream.aclose()
 
     async def _reap(self) -> None:
         """Cancel connections whose deadline passed while they waited for the peer.
