@@ -29,7 +29,7 @@ from bench import server as loadgen
 from bench.aoi_storm import SOURCES, storm_connect
 from bench.loadgen import percentiles
 from bench.machine import raise_nofile
-from bench.wire import TEXT
+from bench.wire import TEXT, client_frame
 
 from . import raw
 from .disk import Disk, disk, read_only
@@ -50,6 +50,7 @@ class Sizes:
     body_timeout_s: float = 30.0
     frames: int = 200  # connections sending a 64 KB frame before hello
     storm: int = 3000  # hellos refused by a full server
+    at_once: int = 2000  # of those, said by connections upgraded beforehand, at one instant
     full: int = 200  # max_sessions, filled before the storm
     races: int = 200  # register/resume races
     cap: int = 200  # max_connections of the server of the cap case
@@ -58,7 +59,7 @@ class Sizes:
 
 
 QUICK = Sizes(repeats=1, slow=50, head_timeout_s=1.0, body_timeout_s=1.0, frames=20,
-              storm=300, full=20, races=40, cap=20, baseline_s=1.0)  # fmt: skip
+              storm=300, at_once=100, full=20, races=40, cap=20, baseline_s=1.0)  # fmt: skip
 
 
 @dataclass
@@ -217,6 +218,7 @@ class Campaign:
             ("slow bodies", self._slow_bodies),
             ("frames before hello", self._frames),
             ("hello storm on a full server", self._storm),
+            ("hellos at one instant on a full server", self._hellos_at_once),
             ("register/resume races", self._races),
             ("disk full", lambda r, t: self._disk_full(r, t, store, steady.token)),
         ]
@@ -335,9 +337,9 @@ class Campaign:
                     what = f"connection {type(exc).__name__}"
             row.answered(what, what == "frame_too_large, close 4413")
 
-    def _storm(self, row: Row, target: Target) -> None:
-        """Fill the server to max_sessions, then ``storm`` valid clients say hello at once:
-        every one must be refused (overloaded), every established session served."""
+    @contextlib.contextmanager
+    def _full(self, target: Target, row: Row) -> Iterator[None]:
+        """The server full: ``full - 1`` idle sessions besides the established one."""
         s = self.sizes
         fillers = loadgen.spawn(
             "clients", "--aoi2", target.aoi2, "--first", "1", "--count", str(s.full - 1),
@@ -345,8 +347,20 @@ class Campaign:
         )  # fmt: skip
         try:
             ready = loadgen.line(fillers)
-            clients = [(f"dev-{n}", f"secret-{n}", SOURCES[n % len(SOURCES)])
-                       for n in range(s.full, s.full + s.storm)]  # fmt: skip
+            if ready["failed"]:
+                row.note = f"{ready['failed']} of {s.full - 1} fillers failed"
+            yield
+        finally:
+            loadgen.finish(fillers)
+        time.sleep(0.5)
+
+    def _storm(self, row: Row, target: Target) -> None:
+        """``storm`` valid clients connect and say hello at once to a full server: every one
+        must be refused (overloaded), every established session served."""
+        s = self.sizes
+        clients = [(f"dev-{n}", f"secret-{n}", SOURCES[n % len(SOURCES)])
+                   for n in range(s.full, s.full + s.storm)]  # fmt: skip
+        with self._full(target, row):
             row.since = time.monotonic()
             _, errors, sockets = storm_connect(
                 target.aoi2, clients, app_id=APP, start_at=time.monotonic() + 0.2, timeout=120
@@ -354,17 +368,40 @@ class Campaign:
             row.until = time.monotonic()
             for sock in sockets:
                 sock.close()
-            for why, count in errors.items():
-                for _ in range(count):
-                    row.answered(why, why == "reject in hello")
-            served = s.storm - sum(errors.values())
-            for _ in range(served):
-                row.answered("welcome", False)
-            if ready["failed"]:
-                row.note = f"{ready['failed']} of {s.full - 1} fillers failed"
-        finally:
-            loadgen.finish(fillers)
-        time.sleep(0.5)
+        for why, count in errors.items():
+            for _ in range(count):
+                row.answered(why, why == "reject in hello")
+        for _ in range(s.storm - sum(errors.values())):
+            row.answered("welcome", False)
+
+    def _hellos_at_once(self, row: Row, target: Target) -> None:
+        """``at_once`` connections upgrade first, then all say hello in the same instant to
+        a full server: each is refused, and the established session waits for none of them."""
+        s = self.sizes
+        with self._full(target, row):
+            peers = []
+            try:
+                for n in range(s.full, s.full + s.at_once):
+                    peers.append(Session(target.address, source=SOURCES[n % len(SOURCES)]))
+                hellos = [
+                    client_frame(json.dumps({"type": "hello", "version": 1, "client_id":
+                                             f"dev-{n}", "credential": f"secret-{n}"}).encode())
+                    for n in range(s.full, s.full + s.at_once)
+                ]  # fmt: skip
+                row.since = time.monotonic()
+                for peer, hello in zip(peers, hellos, strict=True):
+                    peer.sock.sendall(hello)
+                for peer in peers:
+                    try:
+                        answer = peer.receive(timeout=30)
+                        what = f"{answer['type']} {answer.get('reason', '')}".strip()
+                    except (Closed, TimeoutError, OSError) as exc:
+                        what = type(exc).__name__
+                    row.answered(what, what == "reject overloaded")
+                row.until = time.monotonic()
+            finally:
+                for peer in peers:
+                    peer.close()
 
     def _races(self, row: Row, target: Target) -> None:
         """A register, then the connection dropped (a reset) or a resume on a new one at

@@ -19,7 +19,7 @@ def test_the_quick_campaign_stops_nothing_and_loses_nothing(tmp_path: Path) -> N
     report = run(QUICK, folder=tmp_path)
     print(table(report))
     assert report.crashes == 0
-    assert len(report.rows) == 13
+    assert len(report.rows) == 14
     for row in report.rows:
         assert row.tried > 0 and row.documented == row.tried, (row.case, row.answers, row.note)
     assert report.steady["accepted"] > 0
