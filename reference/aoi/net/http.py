@@ -175,12 +175,12 @@ class _Connection:
 class HttpServer:
     """Serves ``http`` for plain requests and ``websockets[path]`` for upgrades.
 
-    Deadlines: a connection's first request head must be complete ``head_timeout_s`` after
-    the connection opened, a later one ``head_timeout_s`` after its first byte; a body
-    ``body_timeout_s`` after its head; between requests a connection may stay idle
-    ``idle_timeout_s``. At most ``max_connections`` connections are served at once (0: as
-    many as the open-file limit allows, less ``FD_RESERVE``); beyond that a connection gets
-    503 and is closed, except ``ADMIN_CONNECTIONS`` more from loopback, for operators.
+    Deadlines: a request head must be complete ``head_timeout_s`` after its first byte, a
+    body ``body_timeout_s`` after its head; before a request (the first one too) a connection
+    may stay idle ``idle_timeout_s``. At most ``max_connections`` connections are served at
+    once (0: as many as the open-file limit allows, less ``FD_RESERVE``); beyond that a
+    connection gets 503 and is closed, except ``ADMIN_CONNECTIONS`` more from loopback, for
+    operators.
     """
 
     def __init__(
@@ -310,18 +310,16 @@ class HttpServer:
     async def _serve_connection(self, c: _Connection) -> None:
         conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD)
         websockets = self.websockets
-        first_head_by: float | None = trio.current_time() + self.head_timeout_s
         answered = False  # the peer is most likely waiting for the answer before sending more
         while True:
             try:
-                head = await self._head(c, conn, first_head_by, expect_wait=answered)
+                head = await self._head(c, conn, expect_wait=answered)
             except _Refused as refused:
                 await self._answer_and_close(c, refused.response)
                 return
             if type(head) is not h11.Request:
                 return
             refusal = _head_refusal(head)
-            first_head_by = None
             if refusal is not None:
                 await self._answer_and_close(c, refusal)
                 return
@@ -384,13 +382,11 @@ class HttpServer:
         return data
 
     async def _head(
-        self, c: _Connection, conn: h11.Connection, first_by: float | None, *, expect_wait: bool
+        self, c: _Connection, conn: h11.Connection, *, expect_wait: bool
     ) -> Any:
-        """The next request head (``h11.Request``), or what ended the connection.
-
-        ``first_by``: the deadline of a connection's first head. A later head may take
-        ``idle_timeout_s`` to begin and ``head_timeout_s`` from its first byte."""
-        deadline = first_by if first_by is not None else trio.current_time() + self.idle_timeout_s
+        """The next request head (``h11.Request``), or what ended the connection: it may
+        take ``idle_timeout_s`` to begin, and ``head_timeout_s`` from its first byte."""
+        deadline = trio.current_time() + self.idle_timeout_s
         line: bytes | None = b""  # an incomplete head, until its request line was checked
         received = data = b""
         while True:
@@ -404,8 +400,7 @@ class HttpServer:
                 raise _Refused(_protocol_error(exc, received)) from exc
             if data and not c.partial:
                 c.partial = True
-                if first_by is None:
-                    deadline = trio.current_time() + self.head_timeout_s
+                deadline = trio.current_time() + self.head_timeout_s
             data = await self._receive(c, deadline, expect_wait)
             received += data
             expect_wait = False
