@@ -25,19 +25,18 @@ from typing import Any
 
 import httpx
 
-from bench import server as loadgen
-from bench.aoi_storm import SOURCES, storm_connect
+from bench import loadgen
 from bench.loadgen import percentiles
 from bench.machine import raise_nofile
-from bench.wire import TEXT, client_frame
 
 from . import raw
 from .disk import Disk, disk, read_only
 from .inputs import Input, inputs
-from .session import Closed, Session
+from .session import SOURCES, TEXT, Closed, Session, client_frame
 from .target import APP, KEY, ROOT, Target, started
 
 AUTH = {"authorization": f"Bearer {KEY}"}
+REJECT_OVERLOADED = '{"type":"reject","reason":"overloaded"'  # the server's own encoding
 
 
 @dataclass(frozen=True)
@@ -110,34 +109,40 @@ class Report:
         }  # fmt: skip
 
 
+def clients(target: Target, first: int, count: int, *extra: str) -> subprocess.Popen[str]:
+    """A load generator holding the sessions of ``dev-<first>`` .. (bench/loadgen.c)."""
+    host, port = target.address
+    return loadgen.spawn(
+        "aoi-clients", "--host", host, "--port", str(port), "--first", str(first),
+        "--count", str(count), "--sources", ",".join(SOURCES), "--app-id", APP, *extra,
+    )  # fmt: skip
+
+
 class Steady:
     """One established session (client ``dev-0``) that acks everything, and a server app
-    pushing to it at ``rate`` per second, each in its own process (bench.loadgen)."""
+    pushing to it at ``rate`` per second, each in its own process (bench/loadgen.c)."""
 
     def __init__(self, target: Target, folder: Path, rate: float) -> None:
-        self.holder = loadgen.spawn(
-            "clients", "--aoi2", target.aoi2, "--first", "0", "--count", "1",
-            "--app-id", APP, "--record",
-        )  # fmt: skip
+        self.holder = clients(target, 0, 1, "--record")
         ready = loadgen.line(self.holder)
         if ready["failed"]:
             raise RuntimeError(f"the established session could not open: {ready}")
-        tokens = folder / "tokens.json"
-        tokens.write_text(json.dumps(ready["tokens"]))
+        tokens = folder / "tokens.txt"
+        tokens.write_text(f"{ready['tokens'][0]}\n")
         self.token = ready["tokens"][0]
         self.began = time.monotonic() + 0.5
+        host, port = target.address
         self.pusher = loadgen.spawn(
-            "pusher", "--http", target.http, "--key", KEY, "--tokens", str(tokens),
-            "--connections", "4", "--rate", str(rate), "--begin", str(self.began),
-            "--start", str(self.began), "--end", str(self.began + 86400), "--record",
+            "aoi-pusher", "--host", host, "--port", str(port), "--key", KEY,
+            "--targets", str(tokens), "--connections", "4", "--rate", str(rate),
+            "--begin", f"{self.began:.6f}", "--start", f"{self.began:.6f}",
+            "--end", f"{self.began + 86400:.6f}", "--record",
         )  # fmt: skip
         time.sleep(0.6)
 
     def finish(self) -> tuple[dict[str, Any], dict[str, Any]]:
         """Stop pushing; what was pushed, and what the session received."""
-        assert self.pusher.stdin is not None
-        self.pusher.stdin.write(json.dumps({"end": time.monotonic()}) + "\n")
-        self.pusher.stdin.flush()
+        loadgen.command(self.pusher, f"end {time.monotonic():.6f}")
         pushed = loadgen.line(self.pusher)
         time.sleep(1.0)  # the last deliveries
         return pushed, loadgen.finish(self.holder)
@@ -341,10 +346,7 @@ class Campaign:
     def _full(self, target: Target, row: Row) -> Iterator[None]:
         """The server full: ``full - 1`` idle sessions besides the established one."""
         s = self.sizes
-        fillers = loadgen.spawn(
-            "clients", "--aoi2", target.aoi2, "--first", "1", "--count", str(s.full - 1),
-            "--app-id", APP, "--sources", ",".join(SOURCES),
-        )  # fmt: skip
+        fillers = clients(target, 1, s.full - 1)
         try:
             ready = loadgen.line(fillers)
             if ready["failed"]:
@@ -358,20 +360,22 @@ class Campaign:
         """``storm`` valid clients connect and say hello at once to a full server: every one
         must be refused (overloaded), every established session served."""
         s = self.sizes
-        clients = [(f"dev-{n}", f"secret-{n}", SOURCES[n % len(SOURCES)])
-                   for n in range(s.full, s.full + s.storm)]  # fmt: skip
         with self._full(target, row):
-            row.since = time.monotonic()
-            _, errors, sockets = storm_connect(
-                target.aoi2, clients, app_id=APP, start_at=time.monotonic() + 0.2, timeout=120
-            )
-            row.until = time.monotonic()
-            for sock in sockets:
-                sock.close()
-        for why, count in errors.items():
-            for _ in range(count):
-                row.answered(why, why == "reject in hello")
-        for _ in range(s.storm - sum(errors.values())):
+            at = time.monotonic() + 1.0 + 0.001 * s.storm  # every socket prepared before
+            stormer = clients(target, s.full, s.storm, "--at", f"{at:.6f}", "--timeout", "120")
+            try:
+                assert loadgen.line(stormer)["event"] == "prepared"
+                row.since = at
+                ready = loadgen.line(stormer)
+                row.until = time.monotonic()
+            finally:
+                loadgen.finish(stormer)
+        # The generator names a failure by the frame that caused it (the first 110 bytes).
+        refused = all(why.startswith(REJECT_OVERLOADED) for why in ready["errors"])
+        kinds = "reject overloaded" if refused else "; ".join(ready["errors"])[:200]
+        for _ in range(ready["failed"]):
+            row.answered(kinds, refused)
+        for _ in range(ready["connected"]):
             row.answered("welcome", False)
 
     def _hellos_at_once(self, row: Row, target: Target) -> None:

@@ -27,10 +27,10 @@ from typing import Any
 
 import trio
 
-from bench.aoi_storm import SOURCES
 from bench.loadgen import percentiles
 from bench.machine import raise_nofile
-from bench.wire import client_frame, upgrade_request
+
+from .session import SOURCES, client_frame, upgrade_request
 
 
 class Rounds(trio.abc.Instrument):
@@ -54,7 +54,7 @@ def clients(port: int, count: int) -> None:
     sockets = []
     for n in range(count):
         sock = socket.create_connection(("127.0.0.1", port), source_address=(SOURCES[n % 8], 0))
-        sock.sendall(upgrade_request(f"127.0.0.1:{port}", "/aoi", "aoi.v1"))
+        sock.sendall(upgrade_request(f"127.0.0.1:{port}"))
         sockets.append(sock)
     for sock in sockets:
         head = b""

@@ -216,4 +216,4 @@ def test_a_failing_handler_costs_its_request_a_500_and_nothing_else(
 
     trio.run(main)
     events = [r.getMessage() for r in caplog.records]
-    assert events == ["request failed", "connection_failed"]
+    assert events == ["request_failed", "connection_failed"]

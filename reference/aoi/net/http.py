@@ -381,9 +381,7 @@ class HttpServer:
             await ticket.take()
         return data
 
-    async def _head(
-        self, c: _Connection, conn: h11.Connection, *, expect_wait: bool
-    ) -> Any:
+    async def _head(self, c: _Connection, conn: h11.Connection, *, expect_wait: bool) -> Any:
         """The next request head (``h11.Request``), or what ended the connection: it may
         take ``idle_timeout_s`` to begin, and ``head_timeout_s`` from its first byte."""
         deadline = trio.current_time() + self.idle_timeout_s

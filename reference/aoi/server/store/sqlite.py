@@ -49,6 +49,7 @@ from .sqlite_schema import (
     INSERT_NOTIFICATION,
     INSERT_REGISTRATION,
     PURGE,
+    SCHEMA_VERSION,
     UPSERT_SESSION,
     migrate,
 )
@@ -178,12 +179,6 @@ class SqliteStore:
     # --- in the writer's worker thread ---------------------------------------------------
 
     def _open(self) -> tuple[Connection, Connection]:
-        try:
-            return self._open_connections()
-        except (OSError, sqlite3.Error) as exc:  # a directory or file it may not write
-            raise StoreError(f"cannot be opened: {_why(exc)}") from exc
-
-    def _open_connections(self) -> tuple[Connection, Connection]:
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         writer = _connect(self.path)
         try:
@@ -386,10 +381,6 @@ def _rollback(conn: Connection) -> None:
 def _probe(conn: Connection) -> None:
     """A write that changes nothing: the database header's version, set to itself."""
     conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-
-
-def _why(exc: BaseException) -> str:
-    return exc.strerror or str(exc) if isinstance(exc, OSError) else str(exc)
 
 
 # The disk, not the record: full, read-only, failing. Writes fail until this changes.
