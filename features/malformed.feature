@@ -3,8 +3,8 @@ Feature: malformed: bad frames and bad HTTP get their answer and harm no other s
   error with a machine-readable code, and other clients' sessions are unaffected
   (docs/protocol.md 1.3, 2.11). Every frame the target sends is also checked against
   the schemas in every scenario [AOI-GEN-002]. A malformed WebSocket upgrade or HTTP
-  request stops nothing: while its connection is still open, a newcomer is welcomed and
-  an established session is served (docs/protocol.md 2.1, 3.9).
+  request stops nothing: while its connection is still open, and after it was closed, a
+  newcomer is welcomed and an established session is served (docs/protocol.md 2.1, 3.9).
 
   @AOI-GEN-003
   Scenario Outline: A bad frame gets its error code and harms no other session
@@ -45,6 +45,7 @@ Feature: malformed: bad frames and bad HTTP get their answer and harm no other s
     Then the upgrade is refused <how> [AOI-GEN-006]
     And a new client "A" is welcomed meanwhile [AOI-GEN-005]
     And client "B" still gets an answer to ping [AOI-GEN-005]
+    And after the hostile client left, a new client "C" is welcomed and client "B" answers ping [AOI-GEN-005]
 
     Examples: RFC 6455 4.2.1: a GET over HTTP/1.1, with these headers
       | flaw                              | how                              |
@@ -63,6 +64,7 @@ Feature: malformed: bad frames and bad HTTP get their answer and harm no other s
     Then it is answered <answer> [AOI-GEN-006]
     And a new client "A" is welcomed meanwhile [AOI-GEN-005]
     And client "B" still gets an answer to ping [AOI-GEN-005]
+    And after the hostile client left, a new client "C" is welcomed and client "B" answers ping [AOI-GEN-005]
 
     Examples: RFC 9112; a server may refuse or repair what it has no rule for
       | request                                                              | answer                             |

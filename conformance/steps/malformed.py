@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from urllib.parse import urlsplit
 
 from pytest_bdd import then, when
 
-from conformance.driver.aoi2 import SUBPROTOCOL
+from conformance.driver.aoi2 import SUBPROTOCOL, Handshake
 from conformance.driver.raw_http import Exchange, HostileConnection
 from conformance.steps import text
+from conformance.steps.sessions import still_answers
+from conformance.verdicts import TargetUnreachable
 from conformance.world import RESPONSE_S, World, describe
 
 
@@ -65,6 +68,7 @@ def is_closed(world: World, name: str, code: int, req: str) -> None:
 # --- hostile HTTP: malformed upgrades and requests (docs/protocol.md 2.1, 3.9) ----------------
 
 KEY = "MDEyMzQ1Njc4OWFiY2RlZg=="  # a valid Sec-WebSocket-Key: base64 of 16 bytes
+AFTER_S = 1.0  # after the hostile client left, before the server is tried again
 
 
 def _upgrade(world: World, flaw: str) -> bytes:
@@ -116,12 +120,14 @@ def _request(world: World, what: str) -> bytes:
 
 
 def _hostile(world: World, data: bytes) -> None:
-    """Send ``data`` on a connection of its own, kept open until the scenario ends."""
+    """Send ``data`` on a connection of its own, kept open until the scenario ends (or a
+    step closes it)."""
     endpoint = world.endpoint()
     connection = HostileConnection(
         endpoint.http, world.wirelog, ca_file=endpoint.ca_file, timeout=world.timeout(10)
     )
     world.cleanups.append(connection.close)
+    world.notes["hostile connection"] = connection
     world.notes["hostile"] = connection.send(data, wait=world.timeout(RESPONSE_S))
 
 
@@ -189,11 +195,14 @@ def hostile_answered(world: World, answer: str, req: str) -> None:
     world.check(req, ANSWERS[answer](exchange), f"expected an answer {answer}: {exchange.shown()}")
 
 
-@then(text('a new client "{name:q}" is welcomed meanwhile [{req:req}]'))
-def welcomed_meanwhile(world: World, name: str, req: str) -> None:
-    """While the hostile connection is still open, a newcomer is served as usual."""
+def _welcomed(world: World, name: str, req: str, when: str) -> None:
+    """A newcomer is served as usual. The target was reached for the hostile request: if
+    it cannot be reached now, it died of it."""
     device = world.device(name)
-    handshake = device.connect()
+    try:
+        handshake = device.connect()
+    except TargetUnreachable as unreachable:
+        handshake = Handshake(False, error=f"the server is gone: {unreachable}")
     frame = None
     if handshake.accepted:
         device.hello()
@@ -201,7 +210,28 @@ def welcomed_meanwhile(world: World, name: str, req: str) -> None:
     world.check(
         req,
         frame is not None and frame.type == "welcome",
-        f"after the hostile request, client {name} was not served: "
+        f"{when}, client {name} was not served: "
         + (describe(frame, device.connection().closed) if handshake.accepted else
            f"no WebSocket upgrade ({handshake.error or handshake.status})"),
     )  # fmt: skip
+
+
+@then(text('a new client "{name:q}" is welcomed meanwhile [{req:req}]'))
+def welcomed_meanwhile(world: World, name: str, req: str) -> None:
+    """While the hostile connection is still open (a server must not wait for it)."""
+    _welcomed(world, name, req, "while the hostile connection was open")
+
+
+@then(
+    text(
+        'after the hostile client left, a new client "{name:q}" is welcomed and client '
+        '"{other:q}" answers ping [{req:req}]'
+    )
+)
+def served_after_it_left(world: World, name: str, other: str, req: str) -> None:
+    """A server may fail only when the attacker goes: close the hostile connection, give
+    the server a moment, and see it still serves, newcomers and established sessions."""
+    world.notes["hostile connection"].close()
+    time.sleep(world.timeout(AFTER_S))
+    _welcomed(world, name, req, "after the hostile client left")
+    still_answers(world, other, req)

@@ -123,6 +123,18 @@ VARIANTS = (
         },
         features=("malformed",),
     ),
+    Variant(
+        "exits_on_malformed_upgrade",
+        fails={
+            "AOI-GEN-005": "the server exits after answering an upgrade without "
+            "Sec-WebSocket-Version: client B's session is cut, newcomer A finds no server",
+        },
+        blocked={
+            "AOI-GEN-006": "the hostile requests of the scenarios after that one find no "
+            "server: their answers cannot be judged",
+        },
+        features=("malformed",),
+    ),
 )
 
 

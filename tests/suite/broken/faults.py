@@ -294,6 +294,30 @@ def hangs_on_malformed_upgrade() -> None:
     HttpServer._answer_and_close = _answer_and_close  # type: ignore[method-assign]
 
 
+@fault
+def exits_on_malformed_upgrade() -> None:
+    """Exits on a malformed upgrade, as the reference once did: an upgrade without
+    Sec-WebSocket-Version is answered 400 as it should be, then the process ends (status 70).
+
+    AOI-GEN-005 requires that malformed input never stops the server: here its sessions
+    are cut and nobody is served any more. The answer itself is the reference's (AOI-GEN-006
+    holds for it); the hostile requests of the scenarios after it find no server.
+    """
+    import os
+
+    from aoi.net.http import HttpServer, Response
+
+    answer_and_close = HttpServer._answer_and_close
+
+    async def _answer_and_close(self: HttpServer, c: Any, response: Response, conn: Any = None
+                                ) -> None:  # fmt: skip
+        await answer_and_close(self, c, response, conn)
+        if b"Sec-WebSocket-Version is missing" in response.body:
+            os._exit(70)
+
+    HttpServer._answer_and_close = _answer_and_close  # type: ignore[method-assign]
+
+
 def _json_body(response: Any) -> dict[str, Any]:
     import json
 
