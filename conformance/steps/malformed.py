@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable
 from urllib.parse import urlsplit
 
@@ -229,9 +228,10 @@ def welcomed_meanwhile(world: World, name: str, req: str) -> None:
     )
 )
 def served_after_it_left(world: World, name: str, other: str, req: str) -> None:
-    """A server may fail only when the attacker goes: close the hostile connection, give
-    the server a moment, and see it still serves, newcomers and established sessions."""
+    """A server may fail only when the attacker goes: close the hostile connection, wait
+    a moment for what a dying server would do (close the established session), and see it
+    still serves, newcomers and established sessions."""
     world.notes["hostile connection"].close()
-    time.sleep(world.timeout(AFTER_S))
+    world.device(other).connection().wait_closed(world.timeout(AFTER_S))
     _welcomed(world, name, req, "after the hostile client left")
     still_answers(world, other, req)
