@@ -80,10 +80,32 @@ class ApiErrorCode(StrEnum):
     PAYLOAD_TOO_LARGE = "payload_too_large"
     RATE_LIMITED = "rate_limited"
     OVERLOADED = "overloaded"
+    STORE_UNAVAILABLE = "store_unavailable"
+    INTERNAL_ERROR = "internal_error"
+    # What the HTTP listener answers, before a request reaches AOI-3 (docs/protocol.md 3.9).
+    MALFORMED_REQUEST = "malformed_request"
+    INVALID_UPGRADE = "invalid_upgrade"
+    UNSUPPORTED_SUBPROTOCOL = "unsupported_subprotocol"
+    REQUEST_TIMEOUT = "request_timeout"
+    UPGRADE_REQUIRED = "upgrade_required"
+    HEADERS_TOO_LARGE = "headers_too_large"
+    NOT_IMPLEMENTED = "not_implemented"
+    HTTP_VERSION_NOT_SUPPORTED = "http_version_not_supported"
 
     @property
     def status(self) -> int:
         return _API_STATUS[self]
+
+
+LISTENER_CODES = frozenset(
+    {
+        ApiErrorCode.MALFORMED_REQUEST, ApiErrorCode.INVALID_UPGRADE,
+        ApiErrorCode.UNSUPPORTED_SUBPROTOCOL, ApiErrorCode.REQUEST_TIMEOUT,
+        ApiErrorCode.UPGRADE_REQUIRED, ApiErrorCode.HEADERS_TOO_LARGE,
+        ApiErrorCode.NOT_IMPLEMENTED, ApiErrorCode.HTTP_VERSION_NOT_SUPPORTED,
+        ApiErrorCode.INTERNAL_ERROR,
+    }
+)  # fmt: skip
 
 
 _API_STATUS = {
@@ -98,6 +120,16 @@ _API_STATUS = {
     ApiErrorCode.PAYLOAD_TOO_LARGE: 413,
     ApiErrorCode.RATE_LIMITED: 429,
     ApiErrorCode.OVERLOADED: 503,
+    ApiErrorCode.STORE_UNAVAILABLE: 503,
+    ApiErrorCode.INTERNAL_ERROR: 500,
+    ApiErrorCode.MALFORMED_REQUEST: 400,
+    ApiErrorCode.INVALID_UPGRADE: 400,
+    ApiErrorCode.UNSUPPORTED_SUBPROTOCOL: 400,
+    ApiErrorCode.REQUEST_TIMEOUT: 408,
+    ApiErrorCode.UPGRADE_REQUIRED: 426,
+    ApiErrorCode.HEADERS_TOO_LARGE: 431,
+    ApiErrorCode.NOT_IMPLEMENTED: 501,
+    ApiErrorCode.HTTP_VERSION_NOT_SUPPORTED: 505,
 }
 
 Headers = tuple[tuple[str, str], ...]
@@ -180,6 +212,12 @@ class ApiError(Exception):
     @classmethod
     def overloaded(cls, retry_after_s: float) -> ApiError:
         return cls(ApiErrorCode.OVERLOADED, "the server is overloaded", retry_after(retry_after_s))
+
+    @classmethod
+    def store_unavailable(cls, retry_after_s: float) -> ApiError:
+        """503: nothing could be stored (a full or failing disk); try again later."""
+        detail = "the server cannot store this now: try again later"
+        return cls(ApiErrorCode.STORE_UNAVAILABLE, detail, retry_after(retry_after_s))
 
 
 def retry_after(seconds: float) -> Headers:
