@@ -230,7 +230,11 @@ class Campaign:
         for case, attack in cases:
             self.log(f"{case} ...")
             with window(self.report, case) as row:
-                attack(row, target)
+                try:
+                    attack(row, target)
+                except Exception as exc:  # the case itself broke: say so, go on with the next
+                    row.note = f"the case could not run to its end: {exc!r}"[:300]
+                    row.answered("case broken", False)
                 if not target.alive():
                     row.crashes += 1
                     row.note = f"the server exited ({target.process.returncode})"

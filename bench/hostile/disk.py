@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-TMPFS_SIZE = "16m"
+TMPFS_SIZE = "64m"
 
 
 class Disk:
