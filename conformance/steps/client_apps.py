@@ -18,7 +18,7 @@ from conformance.client_target import SECOND_PROVIDER
 from conformance.driver.aoi2 import Frame
 from conformance.steps import text
 
-AFTER_S = 1.0  # after the garbage was answered, for a client that dies of it a little later
+AFTER_S = 0.5  # after the garbage was answered, for a client that dies of it a little later
 
 
 def register(stage: Stage, alias: str, provider: str | None = None) -> App:

@@ -67,7 +67,7 @@ def is_closed(world: World, name: str, code: int, req: str) -> None:
 # --- hostile HTTP: malformed upgrades and requests (docs/protocol.md 2.1, 3.9) ----------------
 
 KEY = "MDEyMzQ1Njc4OWFiY2RlZg=="  # a valid Sec-WebSocket-Key: base64 of 16 bytes
-AFTER_S = 1.0  # after the hostile client left, before the server is tried again
+AFTER_S = 0.5  # after the hostile client left: time for a dying server to close a session
 
 
 def _upgrade(world: World, flaw: str) -> bytes:
