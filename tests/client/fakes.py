@@ -145,8 +145,13 @@ class FakeConnection:
                 message.app_id, token_of(server.id, self.state.id, message.app_id)
             )
             endpoint = f"https://{server.id}.test/v1/push/{token}"
-            await self.send(Registered(req=message.req, app_id=message.app_id, token=token,
-                                       endpoint=endpoint))  # fmt: skip
+            self.session.send(Registered(req=message.req, app_id=message.app_id, token=token,
+                                         endpoint=endpoint), now)  # fmt: skip
+            for notification_id in server.queued.pop(message.app_id, ()):  # right behind it
+                self.session.send(
+                    server.notify_message(token, message.app_id, notification_id), now
+                )
+            await self.flush()
         elif isinstance(message, Unregister):
             assert self.state is not None
             for app_id, token in list(self.state.tokens.items()):
@@ -171,6 +176,7 @@ class FakeServer:
         self.sessions: dict[str, FakeSession] = {}
         self.live: list[FakeConnection] = []
         self.counter = 0
+        self.queued: dict[str, list[str]] = {}  # app_id -> ids sent right after `registered`
 
     def entry(self) -> dict[str, Any]:
         return {"id": self.id, "url": self.url, "priority": self.priority}
@@ -184,14 +190,17 @@ class FakeServer:
                 return conn.state.tokens[app_id]
         return None
 
+    def notify_message(
+        self, token: str, app_id: str, notification_id: str, payload: str = "hi"
+    ) -> Notify:
+        return Notify(id=notification_id, token=token, app_id=app_id, payload=payload,
+                      priority="normal", ttl_s=600, created_at="2027-01-15T08:00:00Z")  # fmt: skip
+
     async def notify(self, app_id: str, notification_id: str, payload: str = "hi") -> None:
         for conn in self.live:
             if conn.state is not None and app_id in conn.state.tokens:
-                await conn.send(Notify(
-                    id=notification_id, token=conn.state.tokens[app_id], app_id=app_id,
-                    payload=payload, priority="normal", ttl_s=600,
-                    created_at="2027-01-15T08:00:00Z",
-                ))  # fmt: skip
+                token = conn.state.tokens[app_id]
+                await conn.send(self.notify_message(token, app_id, notification_id, payload))
                 return
         raise AssertionError(f"{self.id}: no live session holds {app_id}")
 

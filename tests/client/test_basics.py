@@ -11,6 +11,7 @@ from aoi.core.messages import Ack, Bye, Hello, Nack, Register, Unregister
 from .fakes import FakeServer, policy, run, running
 
 APP = "com.example.chat"
+OTHER = "com.example.mail"
 
 
 def test_register_and_deliver_end_to_end(tmp_path: Path) -> None:
@@ -40,6 +41,26 @@ def test_register_and_deliver_end_to_end(tmp_path: Path) -> None:
             await app.quiet(1)
             ((_, ack),) = a.received_of(Ack)
             assert ack.ids == ("n1",)
+
+    run(main)
+
+
+def test_an_app_learns_its_token_before_any_notification_through_it(tmp_path: Path) -> None:
+    """Two apps registered in one batch: the server answers the first and sends a queued
+    notification for it before it answers the second. The first app still gets
+    `app_registered` before that notification, although its batch is not complete yet."""
+    a = FakeServer("a")
+    a.queued[APP] = ["n1"]
+
+    async def main() -> None:
+        async with running(tmp_path, [policy(a)], a) as h:
+            first, second = await h.app(), await h.app()
+            await first.send(type="app_register", app_id=APP)
+            await second.send(type="app_register", app_id=OTHER)
+            assert (await second.receive())["type"] == "app_registered"
+            got = [await first.receive(), await first.receive()]
+            assert [m["type"] for m in got] == ["app_registered", "app_notification"]
+            assert len(a.received_of(Register)) == 2
 
     run(main)
 

@@ -162,6 +162,7 @@ class Binding:
             if app is not None and app.conn is conn:
                 app.conn = None
                 app.awaiting = False
+                self.delivery.release(app)
         conn.apps.clear()
         self.delivery.disconnected(conn)
 
@@ -250,6 +251,9 @@ class Binding:
     def link_notified(self, link: ServerLink, notify: Notify) -> None:
         self.delivery.notified(link, notify)
 
+    def release(self, app: App) -> None:
+        self.delivery.release(app)
+
     def link_closed(self, link: ServerLink) -> None:
         if self.links.get(link.key) is link:
             del self.links[link.key]
@@ -319,6 +323,7 @@ class Binding:
         del self.apps[app.app_id]
         self.state.save_registration(app.app_id, None)
         self.state.seen.forget(app.app_id)
+        self.delivery.release(app)  # gone: what waited for it is refused
         if app.conn is not None:
             app.conn.apps.discard(app.app_id)
         if app.group is not None:

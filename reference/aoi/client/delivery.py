@@ -2,8 +2,11 @@
 
 A server's notification reaches an app only if its token was registered for that app
 through the same session; it reaches the app's newest AOI-1 connection, and the server gets
-``ack`` only after the app's ``app_ack``. An id the app acknowledged before (recorded
-across restarts) is acked to the server again but never shown to the app twice.
+``ack`` only after the app's ``app_ack``. A notification that arrives while the app's
+``app_register`` is still unanswered waits until the app has been told its registration:
+an app never meets a notification before it knows the token it came through. An id the app
+acknowledged before (recorded across restarts) is acked to the server again but never shown
+to the app twice.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ class Delivery:
     def __init__(self, apps: Mapping[str, App], seen: SeenIds) -> None:
         self.apps = apps
         self.seen = seen
+        self.held: dict[str, list[tuple[ServerLink, Notify]]] = {}
 
     def notified(self, link: ServerLink, notify: Notify) -> None:
         app = self.apps.get(notify.app_id)
@@ -42,6 +46,9 @@ class Delivery:
         if conn is None:
             link.nack(notify.id, APP_NOT_PRESENT)
             return
+        if app.awaiting:
+            self.held.setdefault(app.app_id, []).append((link, notify))
+            return
         flight = conn.inflight.get(notify.id)
         if flight is not None:  # already with the app: its ack goes to the newest sender
             flight.link = link
@@ -56,6 +63,11 @@ class Delivery:
         if not conn.send(message):
             conn.inflight.pop(notify.id, None)
             link.nack(notify.id, APP_NOT_PRESENT)
+
+    def release(self, app: App) -> None:
+        """The app was answered (or is gone): what waited for that goes on its way."""
+        for link, notify in self.held.pop(app.app_id, ()):
+            self.notified(link, notify)
 
     def acked(self, conn: AppPeer, notification_id: str) -> None:
         flight = conn.inflight.pop(notification_id, None)

@@ -46,6 +46,7 @@ class GroupHost(Protocol):
     def unsubscribe(self, group: Group, link: ServerLink) -> None: ...
     def note_cool(self, group: Group, server_id: str, until: float, outcome: Outcome) -> None: ...
     def saved(self, app: App) -> None: ...
+    def release(self, app: App) -> None: ...
     def retire(self, provider: str, app: App, old: Registration) -> None: ...
     def group_empty(self, group: Group) -> None: ...
 
@@ -406,6 +407,7 @@ class Group:
         if app.failed and app.tell(ConnectionRestored(app_id=app.app_id, server_id=new.server_id)):
             app.failed = False
         self.host.saved(app)
+        self.host.release(app)
 
     def _fail(self, decision: Fail) -> None:
         self.fail_reason = decision.reason
@@ -429,6 +431,7 @@ class Group:
         message = ConnectionFailed(app_id=app.app_id, reason=reason.value, retry_after_s=retry)
         if app.tell(message):
             app.failed = True
+        self.host.release(app)
 
     def _next_try_in(self) -> float | None:
         if isinstance(self._timer, Connect):
