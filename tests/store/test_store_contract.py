@@ -200,6 +200,33 @@ def test_a_collapse_replacement_is_atomic(new_store: StoreMaker) -> None:
     running(new_store, body)
 
 
+def test_a_batch_is_stored_whole_in_one_commit_or_not_at_all(new_store: StoreMaker) -> None:
+    queued = notification("n-0", collapse_key="score")
+    first = notification("n-1", created_at=1010, collapse_key="score")
+    second = notification("n-2", created_at=1020, collapse_key="score")
+    other = notification("n-3", token=OTHER_TOKEN, created_at=1030)
+
+    async def body(store: Store) -> None:
+        await store.add_notification(queued)
+        commits = store.commits
+        # n-1 replaces the queued n-0, and n-2 replaces n-1 of the same batch.
+        await store.add_notifications([(first, [queued.id]), (second, [first.id]), (other, [])])
+        assert store.commits == commits + 1
+        for replaced, at in ((queued, 1010), (first, 1020)):
+            found = await store.get_notification(replaced.id)
+            assert found is not None and (found.status, found.status_at) == ("cancelled", at)
+        assert (await store.load()).notifications == (second, other)
+        # One id already taken: nothing of the batch is stored, nothing is replaced.
+        with pytest.raises(StoreConflict):
+            await store.add_notifications(
+                [(notification("n-4", created_at=1040), []), (notification("n-2"), [other.id])]
+            )
+        assert await store.get_notification("n-4") is None
+        assert (await store.load()).notifications == (second, other)
+
+    running(new_store, body)
+
+
 def test_queues_come_back_in_order_of_acceptance(new_store: StoreMaker) -> None:
     created = {"c": 3.0, "a": 1.0, "tie-1": 2.0, "tie-2": 2.0, "b": 1.5, "tie-0": 2.0}
 

@@ -133,6 +133,13 @@ class Store(Protocol):
         """Store ``n``; the queued notifications in ``replaces`` (same ``collapse_key``) are
         cancelled in the same transaction, so no crash leaves the old and the new both queued."""
 
+    async def add_notifications(
+        self, batch: Sequence[tuple[StoredNotification, Sequence[str]]]
+    ) -> None:
+        """Store each notification of ``batch`` with what it replaces, as
+        :meth:`add_notification` would one after the other, in one transaction: all or none.
+        A notification may replace one before it in the same batch."""
+
     async def set_status(self, ids: Sequence[str], status: str, at: float) -> None:
         """Finish queued notifications (``delivered``, ``expired`` or ``cancelled``); ids
         already finished or unknown are left alone."""

@@ -288,10 +288,7 @@ class SqliteStore:
         await self._write(_Op(apply))
 
     async def add_notification(self, n: StoredNotification, replaces: Sequence[str] = ()) -> None:
-        row = (
-            n.id, n.token, n.client_id, n.app_id, n.payload, n.priority, n.ttl_s, n.created_at,
-            n.expires_at, n.collapse_key, n.pushed_by, n.status, n.status_at,
-        )  # fmt: skip
+        row = _row(n)
         cancelled = [(Status.CANCELLED.value, n.created_at, id) for id in replaces]
 
         def apply(conn: Connection) -> None:
@@ -299,6 +296,20 @@ class SqliteStore:
             conn.executemany(FINISH, cancelled)
 
         await self._write(_Op(apply, None if cancelled else row))
+
+    async def add_notifications(
+        self, batch: Sequence[tuple[StoredNotification, Sequence[str]]]
+    ) -> None:
+        rows = [_row(n) for n, _ in batch]
+        cancelled = [
+            (Status.CANCELLED.value, n.created_at, id) for n, replaces in batch for id in replaces
+        ]
+
+        def apply(conn: Connection) -> None:
+            conn.executemany(INSERT_NOTIFICATION, rows)
+            conn.executemany(FINISH, cancelled)  # after the inserts: it may name one of them
+
+        await self._write(_Op(apply))
 
     async def set_status(self, ids: Sequence[str], status: str, at: float) -> None:
         if Status(status) not in FINISHED:
@@ -362,6 +373,13 @@ class SqliteStore:
 
     async def queued_for(self, client_id: str) -> tuple[StoredNotification, ...]:
         return await self._read(schema.queued_for, client_id)
+
+
+def _row(n: StoredNotification) -> tuple[Any, ...]:
+    return (
+        n.id, n.token, n.client_id, n.app_id, n.payload, n.priority, n.ttl_s, n.created_at,
+        n.expires_at, n.collapse_key, n.pushed_by, n.status, n.status_at,
+    )  # fmt: skip
 
 
 def _connect(path: str) -> Connection:
