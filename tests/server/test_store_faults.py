@@ -65,6 +65,12 @@ def test_a_full_disk_refuses_pushes_with_503_and_loses_nothing_accepted(tmp_path
         assert refused.status_code == 503, refused.text
         assert refused.json()["error"] == "store_unavailable"
         assert int(refused.headers["retry-after"]) >= 1
+        item = {"token": token, "payload": "batch while full", "ttl_s": 600}
+        batch = httpx.post(
+            f"{target.http}/v1/push", json={"notifications": [item, item]}, headers=AUTH
+        )
+        assert batch.status_code == 503 and batch.json()["error"] == "store_unavailable"
+        assert int(batch.headers["retry-after"]) >= 1  # and none of it comes: see "after"
         health = httpx.get(target.http + "/v1/health")
         assert health.status_code == 503 and "store_failing" in health.json()["reasons"]
         assert "aoi_store_failing 1.0" in httpx.get(target.http + "/metrics").text

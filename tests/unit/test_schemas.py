@@ -93,7 +93,15 @@ def _inline(node: Any, defs: dict[str, Any]) -> Any:
     ("component", "relative"),
     [
         (name, f"aoi3/{name}.json")
-        for name in ("push_request", "push_response", "message_report", "health", "error_response")
+        for name in (
+            "push_request",
+            "push_response",
+            "push_batch_request",
+            "push_batch_response",
+            "message_report",
+            "health",
+            "error_response",
+        )
     ]
     + [("policy", "policy.json")],
 )

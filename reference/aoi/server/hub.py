@@ -285,6 +285,21 @@ class Hub:
         if client.link is not None:
             self.deliver(client.link)
 
+    async def accept_many(self, batch: list[tuple[StoredNotification, list[str]]]) -> None:
+        """:meth:`accept` for each of ``batch`` in turn, stored in one write: one commit for
+        the lot, and nothing of it queued unless all of it is stored."""
+        await self.store.add_notifications(batch)
+        links: dict[str, Link] = {}
+        for notification, replaces in batch:
+            for old in replaces:
+                self._drop(old)
+            self._add_pending(notification)
+            link = self.clients[notification.client_id].link
+            if link is not None:
+                links[notification.client_id] = link
+        for link in links.values():
+            self.deliver(link)
+
     def _add_pending(self, n: StoredNotification) -> None:
         client = self._client(n.client_id)
         client.pending[n.id] = n

@@ -19,6 +19,7 @@ import trio
 
 from aoi import __version__
 from aoi.core.codec import MAX_PAYLOAD, payload_size
+from aoi.core.errors import ApiError
 from aoi.core.rfc3339 import rfc3339
 from aoi.net.http import HttpServer, Request, Response
 
@@ -103,6 +104,9 @@ class PushApi:
         )
         self.openapi = json.dumps(aoi_schemas.openapi()).encode()
         self.new_id = NotificationIds()
+        from .push_batch import PushBatch  # which imports this module
+
+        self.batch = PushBatch(self)
         self._fixed: dict[str, Callable[[Request], Awaitable[Response]]] = {
             "/v1/health": self.health,
             "/metrics": self.metrics_page,
@@ -123,6 +127,10 @@ class PushApi:
         if path == "/v1/admin/drain":
             if method == "POST":
                 return self.admin_drain(request)
+            return Response.error(405, "method_not_allowed", "use POST", (("allow", "POST"),))
+        if path == "/v1/push":
+            if method == "POST":
+                return await self.batch(request)
             return Response.error(405, "method_not_allowed", "use POST", (("allow", "POST"),))
         if path.startswith("/v1/push/"):
             route: Callable[[Request, str], Awaitable[Response]] | None = self.push
@@ -191,27 +199,43 @@ class PushApi:
             body = json_body(request.body)
         except ValueError as exc:
             return Response.error(400, "invalid_request", str(exc))
+        try:
+            notification, replaces = self.notification(app, token, body)
+        except ApiError as refusal:
+            return refused(refusal)
+        await self.hub.accept(notification, replaces)
+        self.metrics.accepted_notification()
+        # Response.json's bytes, made directly: an id is base64url, nothing to escape.
+        return Response(
+            201,
+            b'{"id":"%s","ttl_s":%d}' % (notification.id.encode(), notification.ttl_s),
+            "application/json",
+            (("location", "/v1/messages/" + notification.id),),
+        )
+
+    def notification(
+        self, app: ServerApp, token: str, body: Any
+    ) -> tuple[StoredNotification, list[str]]:
+        """What a push of ``body`` (JSON) to ``token`` by ``app`` stores, and the queued
+        notifications it replaces; :class:`ApiError` with the push's refusal: 413, 400, 404,
+        410, 403, judged in this order (docs/protocol.md 3.3)."""
         if isinstance(body, dict) and isinstance(body.get("payload"), str):
             size = payload_size(body["payload"])
             if size > MAX_PAYLOAD:
-                return Response.error(
-                    413, "payload_too_large", f"payload of {size} bytes exceeds {MAX_PAYLOAD}"
-                )
+                raise ApiError.payload_too_large(size, MAX_PAYLOAD)
         if not self.push_schema.is_valid(body):  # the errors only for a body that has some
-            errors = [
+            errors = tuple(
                 {"path": "/" + "/".join(map(str, e.instance_path)), "message": e.message}
                 for e in self.push_schema.iter_errors(body)
-            ]
-            return Response.error(
-                400, "invalid_request", "the body does not match push_request", errors=errors
             )
+            raise ApiError.invalid_request("the body does not match push_request", errors)
         registration = self.hub.registrations.get(token)
         if registration is None:
             if token in self.hub.retired:
-                return Response.error(410, "token_unregistered", "the app unregistered this token")
-            return Response.error(404, "unknown_token", "no registration has this token")
+                raise ApiError.token_unregistered()
+            raise ApiError.unknown_token()
         if registration.app_id not in app.app_ids:
-            return Response.error(403, "forbidden", "this token belongs to another app")
+            raise ApiError.forbidden("this token belongs to another app")
         now = time.time()
         ttl = int(body["ttl_s"])
         collapse_key = body.get("collapse_key")
@@ -222,15 +246,7 @@ class PushApi:
             expires_at=now + ttl, collapse_key=collapse_key, pushed_by=app.name,
         )  # fmt: skip
         replaces = self.hub.collapsible(token, collapse_key) if collapse_key else []
-        await self.hub.accept(notification, replaces)
-        self.metrics.accepted_notification()
-        # Response.json's bytes, made directly: an id is base64url, nothing to escape.
-        return Response(
-            201,
-            b'{"id":"%s","ttl_s":%d}' % (notification.id.encode(), ttl),
-            "application/json",
-            (("location", "/v1/messages/" + notification.id),),
-        )
+        return notification, replaces
 
     async def _own(self, request: Request, notification_id: str) -> StoredNotification | Response:
         app = self._server_app(request)
@@ -328,6 +344,10 @@ class PushApi:
 
     async def openapi_page(self, request: Request) -> Response:
         return Response(200, self.openapi)
+
+
+def refused(refusal: ApiError) -> Response:
+    return Response.json(refusal.status, refusal.body(), refusal.headers)
 
 
 def delivery_report(n: StoredNotification) -> dict[str, Any]:
