@@ -34,7 +34,7 @@ ICS = Ics(
     implementation="AOI reference AOI Server and AOI Client (aoi lab)",
     vendor="aoi-kit",
     roles=frozenset({"S", "C"}),
-    features=frozenset({"shedding", "collapse", "cancel", "multi_server"}),
+    features=frozenset({"shedding", "collapse", "cancel", "batch", "multi_server"}),
 )
 LABEL = "embedded reference AOI Server and AOI Client (python -m aoi lab --with-client)"
 

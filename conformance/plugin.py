@@ -24,6 +24,7 @@ STEP_MODULES = (
     "conformance.steps.handshake",
     "conformance.steps.notifications",
     "conformance.steps.pushes",
+    "conformance.steps.batches",
     "conformance.steps.overload",
     "conformance.steps.malformed",
     "conformance.steps.security",

@@ -135,6 +135,14 @@ VARIANTS = (
         },
         features=("malformed",),
     ),
+    Variant(
+        "batch_refused_whole",
+        fails={
+            "AOI-DEL-012": "a batch with bad notifications between 'good 1' and 'good 2' is "
+            "answered 400 as a whole, and a batch of 501 with 400 rather than 413",
+        },
+        features=("batch",),
+    ),
 )
 
 

@@ -17,7 +17,7 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "conformance" / "ixit.example.to
 
 def test_the_example_loads() -> None:
     ixit = load_ixit(EXAMPLE)
-    assert ixit.ics.features == {"collapse", "cancel"}
+    assert ixit.ics.features == {"collapse", "cancel", "batch"}
     assert ixit.endpoint("main").aoi2 == "wss://aoi.example.net/aoi"
     assert ixit.endpoint("overload").aoi2 == "wss://aoi-small.example.net/aoi"
     assert ixit.endpoint("tls") == ixit.endpoint("main")  # not given: the target itself
@@ -71,7 +71,7 @@ def test_every_mistake_is_one_line_at_its_place_with_the_nearest_name() -> None:
         "[clinets]: unknown table; did you mean [clients]?",
         "[client.B]: unknown table; did you mean [clients.B]?",
         "[ics] features[0]: the string 'colapse' is not one of multi_server, shedding, "
-        "collapse, cancel; did you mean collapse?",
+        "collapse, cancel, batch; did you mean collapse?",
         "[overload] max_sesions: unknown key; did you mean max_sessions?",
         "[server_apps.main] key: missing",
         "[target] aoi2: the string 'http://aoi.example.net'; expected a ws:// or wss:// URL "

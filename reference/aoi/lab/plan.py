@@ -47,7 +47,7 @@ SHED_SESSIONS = 6  # what the suite opens to pass the high watermark
 FAILED_HELLO_LIMIT = 3  # on the hello_limit instance; the others allow 50
 FAILED_HELLO_WINDOW_S = 60
 CLIENT_WELCOME_TIMEOUT_S = 2  # the reference client's, for the server that never answers
-SERVER_FEATURES = ("cancel", "collapse", "shedding")
+SERVER_FEATURES = ("batch", "cancel", "collapse", "shedding")
 
 
 @dataclass(frozen=True, slots=True)

@@ -318,6 +318,44 @@ def exits_on_malformed_upgrade() -> None:
     HttpServer._answer_and_close = _answer_and_close  # type: ignore[method-assign]
 
 
+@fault
+def batch_refused_whole() -> None:
+    """Refuses a batch as a whole for one bad notification: the body is validated against
+    push_batch_request in one piece, so an unknown token passes but a notification with a
+    typo, an oversized payload or no token makes the whole request 400 (and a batch over
+    500 notifications a 400 rather than a 413), and its good notifications are lost.
+
+    AOI-DEL-012 requires each notification of a batch to be judged alone, with the error
+    its single push would get, and only a request that is not a batch to be refused whole;
+    a well-formed batch of good notifications is the reference's.
+    """
+    import aoi_schemas
+    import jsonschema_rs
+
+    from aoi.net.http import Request, Response
+    from aoi.server.push_api import json_body
+    from aoi.server.push_batch import PushBatch
+
+    documents = aoi_schemas.schemas()
+    whole = jsonschema_rs.validator_for(
+        documents[aoi_schemas.schema_id("aoi3/push_batch_request.json")],
+        registry=jsonschema_rs.Registry(list(documents.items())),
+    )
+    original = PushBatch._batch
+
+    async def _batch(self: PushBatch, request: Request) -> tuple[Response, list[int]]:
+        try:
+            body = json_body(request.body)
+        except ValueError:
+            body = None
+        if isinstance(body, dict) and not whole.is_valid(body):
+            response = Response.error(400, "invalid_request", "the body is not a valid batch")
+            return response, [400]
+        return await original(self, request)
+
+    PushBatch._batch = _batch  # type: ignore[method-assign]
+
+
 def _json_body(response: Any) -> dict[str, Any]:
     import json
 
