@@ -17,7 +17,8 @@
  *          counting window, CLOCK_MONOTONIC seconds, the clock of Python's time.monotonic),
  *          "stats" (answered with {"event":"stats",...}); end of stdin: {"event":"done",...}.
  *          --at T: every session connects at the instant T (a storm), prepared beforehand.
- * pushers  push (AOI: POST /v1/push/<token>, one in flight per keep-alive connection; MQTT:
+ * pushers  push (AOI: POST /v1/push/<token>, or with --batch N batches of N to POST /v1/push,
+ *          one request in flight per keep-alive connection; MQTT:
  *          QoS 1 PUBLISH, --window in flight) round robin over the audience, in closed loop
  *          (--rate 0) or at --rate per second, from --begin until --end (a line "end T" on
  *          stdin moves it), then print {"event":"done",...}.
@@ -389,6 +390,7 @@ typedef struct conn {
     double began;        /* the instant its connect was issued (a storm: the storm's) */
     double sent_at;      /* AOI pusher: its push in flight since */
     int busy;            /* AOI pusher: a push in flight */
+    long pushes;         /* AOI pusher: the notifications in it (a batch: several) */
     uint32_t token;      /* AOI: the token of its registration (arena offset + 1) */
     const char *source;
 } conn_t;
@@ -1150,6 +1152,7 @@ static char **targets; /* AOI: tokens; MQTT: topics */
 static long n_targets;
 static const char *key;
 static int payload_bytes;
+static long batch_size; /* AOI: notifications per request; above 1, POST /v1/push batches */
 static long window_slots; /* MQTT: publishes in flight at most */
 static stamps_t accepted; /* id -> accepted at */
 static double *round_trips, *mqtt_sent_at;
@@ -1176,23 +1179,33 @@ static void answered(int status, const char *id, size_t id_n, double sent_at, do
 /* AOI-3: POST /v1/push/<token> on keep-alive connections, one push in flight each */
 
 static void aoi_push(conn_t *c, double t) {
-    char body[2048], head[1024];
+    static const char pads[] = "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+                               "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+                               "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx";
+    static buf_t body, b;
     int pad = payload_bytes - 18 > 0 ? payload_bytes - 18 : 0;
     if (pad > 1900) pad = 1900;
-    int bn = snprintf(body, sizeof body, "{\"payload\":\"%.6f %.*s\",\"ttl_s\":600}", t, pad,
-                      "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
-                      "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
-                      "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx");
+    long n = batch_size > 1 ? batch_size : 1;
+    if (push_limit && push_limit - pushes_sent < n) n = push_limit - pushes_sent;
+    body.len = b.len = 0;
     const char *token = targets[pushes_sent % n_targets];
-    int hn = snprintf(head, sizeof head,
-                      "POST /v1/push/%s HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s\r\n"
-                      "Content-Type: application/json\r\nContent-Length: %d\r\n\r\n",
-                      token, host_header, key, bn);
-    buf_t b = {0};
-    buf_add(&b, head, (size_t)hn);
-    buf_add(&b, body, (size_t)bn);
-    pushes_sent++;
+    if (batch_size > 1) {
+        buf_add(&body, "{\"notifications\":[", 18);
+        for (long i = 0; i < n; i++)
+            buf_printf(&body, "%s{\"token\":\"%s\",\"payload\":\"%.6f %.*s\",\"ttl_s\":600}",
+                       i ? "," : "", targets[(pushes_sent + i) % n_targets], t, pad, pads);
+        buf_add(&body, "]}", 2);
+        buf_printf(&b, "POST /v1/push HTTP/1.1\r\n");
+    } else {
+        buf_printf(&body, "{\"payload\":\"%.6f %.*s\",\"ttl_s\":600}", t, pad, pads);
+        buf_printf(&b, "POST /v1/push/%s HTTP/1.1\r\n", token);
+    }
+    buf_printf(&b, "Host: %s\r\nAuthorization: Bearer %s\r\nContent-Type: application/json\r\n"
+                   "Content-Length: %zu\r\n\r\n", host_header, key, body.len);
+    buf_add(&b, body.data, body.len);
+    pushes_sent += n;
     c->busy = 1;
+    c->pushes = n;
     c->sent_at = t;
     in_flight++;
     if (conn_send(c, b.data, b.len) < 0) {
@@ -1200,10 +1213,36 @@ static void aoi_push(conn_t *c, double t) {
         in_flight--;
         conn_close(c);
     }
-    buf_free(&b);
 }
 
 static const char *const ID_KEY[] = {"id"};
+
+static const char *const RESULTS_KEY[] = {"results"};
+static const char *const RESULT_KEYS[] = {"status", "id"};
+
+/* A batch's 200: each item of its results, as the answer of one push (a result missing or
+ * unreadable counts as status 0) */
+static void batch_answered(conn_t *c, const char *body, size_t n, double t) {
+    span_t results = {0};
+    long seen = 0;
+    if (json_fields(body, n, RESULTS_KEY, &results, 1) == 0 && results.n && results.p[0] == '[') {
+        const char *p = results.p + 1, *e = results.p + results.n;
+        while ((p = skip_ws(p, e)) < e && *p != ']' && seen < c->pushes) {
+            const char *after = skip_value(p, e);
+            if (!after) break;
+            span_t field[2];
+            int status = 0;
+            if (json_fields(p, (size_t)(after - p), RESULT_KEYS, field, 2) == 0 && field[0].n)
+                status = atoi(field[0].p);
+            int with_id = status == 201 && record && is_string(field[1]);
+            answered(status, with_id ? field[1].p + 1 : NULL, with_id ? field[1].n - 2 : 0, c->sent_at, t);
+            seen++;
+            p = skip_ws(after, e);
+            if (p < e && *p == ',') p++;
+        }
+    }
+    for (; seen < c->pushes; seen++) answered(0, NULL, 0, c->sent_at, t);
+}
 
 static size_t http_parse(conn_t *c, const char *d, size_t n, double t) {
     size_t at = 0;
@@ -1227,10 +1266,16 @@ static size_t http_parse(conn_t *c, const char *d, size_t n, double t) {
         int status = head_n > 12 ? atoi(d + at + 9) : 0;
         const char *body = end + 4;
         span_t id = {0};
-        if (status == 201 && record) json_fields(body, (size_t)length, ID_KEY, &id, 1);
         in_flight--;
         c->busy = 0;
-        answered(status, is_string(id) ? id.p + 1 : NULL, is_string(id) ? id.n - 2 : 0, c->sent_at, t);
+        if (batch_size > 1 && status == 200) {
+            batch_answered(c, body, (size_t)length, t);
+        } else if (batch_size > 1) { /* the batch refused as a whole: each push of it */
+            for (long i = 0; i < c->pushes; i++) answered(status, NULL, 0, c->sent_at, t);
+        } else {
+            if (status == 201 && record) json_fields(body, (size_t)length, ID_KEY, &id, 1);
+            answered(status, is_string(id) ? id.p + 1 : NULL, is_string(id) ? id.n - 2 : 0, c->sent_at, t);
+        }
         at += head_n + 4 + (size_t)length;
         if (rate == 0 && t < end_at && more()) aoi_push(c, t);
     }
@@ -1332,6 +1377,7 @@ static int run_pusher(void) {
     window_end = end_at = number("--end", 0);
     push_limit = (long)number("--count", 0);
     payload_bytes = (int)number("--payload-bytes", 64);
+    batch_size = (long)number("--batch", 1);
     record = flag("--record");
     subscribe = 0;
     read_lines_file(option("--targets", ""));

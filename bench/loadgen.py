@@ -199,6 +199,7 @@ def drive(
         "acked_per_s": round(acked / seconds),
         "server_cpu_cores": round(cpu[0] / seconds, 2),
         "acked_per_server_cpu_s": round(acked / cpu[0]) if cpu[0] else None,
+        "server_cpu_us_per_notification": round(cpu[0] / acked * 1e6, 1) if acked else None,
         "generator_cpu_cores": {"clients": round(cpu[1] / seconds, 3),
                                 "pushers": [round(c / seconds, 3) for c in cpu[2:]]},
         "generator_cpu_us_per_notification": round(sum(cpu[1:]) / acked * 1e6, 2)

@@ -11,7 +11,8 @@ neither their memory nor their CPU is the server's. Prints one JSON document.
   welcome, register one app); per session = delta / N. Target <= 16 KB.
 - throughput: ``--clients`` sessions acking everything, a pusher in closed loop on keep-alive
   connections; notifications acked at the clients per second, and per second of the
-  server's CPU; the load generator's CPU per notification.
+  server's CPU; the load generator's CPU per notification. ``--batch 100``: the pusher
+  sends batches of 100 (``POST /v1/push``) instead of single pushes.
 - latency: pushes at a fixed ``--rate``; per notification, the client's receipt minus the
   pusher's 201 (``time.monotonic`` is one clock for every process).
   ``--rate 250,500,1000`` measures each rate in turn.
@@ -202,10 +203,12 @@ def load(
     seconds: float,
     *,
     warmup: float = 1.5,
+    batch: int = 1,
     on_window: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
     """``rate`` 0: closed loop (throughput), else a fixed rate (latency); one pusher process
-    with ``connections`` keep-alive connections, one push in flight on each.
+    with ``connections`` keep-alive connections, one request in flight on each: a push, or
+    with ``batch`` above 1 a batch of that many (``POST /v1/push``).
 
     ``on_window`` is called with the server's pid as the counting window opens (a profiler).
     """
@@ -223,7 +226,7 @@ def load(
                 return [pusher(
                     here["http"], tokens, "--connections", str(connections), "--rate", str(rate),
                     "--begin", f"{begin:.6f}", "--start", f"{window[0]:.6f}",
-                    "--end", f"{window[1]:.6f}", *record,
+                    "--end", f"{window[1]:.6f}", "--batch", str(batch), *record,
                 )]  # fmt: skip
 
             result = loadgen.drive(
@@ -233,8 +236,8 @@ def load(
         finally:
             reap([holder])
     result.update(
-        pressure=pressure(), sessions=sessions, connections=connections, server_rss_kb=rss,
-        seconds=round(time.monotonic() - started, 1),
+        pressure=pressure(), sessions=sessions, connections=connections, batch=batch,
+        server_rss_kb=rss, seconds=round(time.monotonic() - started, 1),
     )  # fmt: skip
     return result
 
@@ -254,10 +257,16 @@ def server_counters(http: str) -> dict[str, float]:
 
 
 def exact(
-    folder: Path, sessions: int, pushes: int, connections: int = 8, timeout: float = 60.0
+    folder: Path,
+    sessions: int,
+    pushes: int,
+    connections: int = 8,
+    timeout: float = 60.0,
+    batch: int = 1,
 ) -> dict[str, Any]:
-    """The throughput workload with ``pushes`` pushes (closed loop) instead of a time window;
-    returns counts only: what was pushed, accepted, received, acked, at both ends.
+    """The throughput workload with ``pushes`` pushes (closed loop, in batches of ``batch``
+    when above 1) instead of a time window; returns counts only: what was pushed, accepted,
+    received, acked, at both ends.
 
     Nothing here is timed (``timeout`` only bounds a run that goes wrong): every figure is
     the same on any machine when the server is right.
@@ -272,7 +281,7 @@ def exact(
             deadline = time.monotonic() + timeout
             pushing = pusher(
                 here["http"], tokens, "--connections", str(connections), "--count", str(pushes),
-                "--start", "0", "--end", f"{deadline:.6f}", "--record",
+                "--start", "0", "--end", f"{deadline:.6f}", "--batch", str(batch), "--record",
             )  # fmt: skip
             procs.append(pushing)
             pushed = line(pushing)
@@ -315,6 +324,7 @@ def main() -> None:
     parser.add_argument("--rate", default="1000", help="pushes/s for latency; a list: one run each")
     parser.add_argument("--latency-connections", type=int, default=64)
     parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--batch", type=int, default=1, help="throughput: pushes per request")
     parser.add_argument("--only", nargs="+", default=["memory", "throughput", "latency"])
     parser.add_argument("--dir", help="where the server's files go (default: a temporary one)")
     args = parser.parse_args()
@@ -328,7 +338,9 @@ def main() -> None:
         if "memory" in args.only:
             report["memory"] = memory(folder, [int(n) for n in args.sessions.split(",")])
         if "throughput" in args.only:
-            report["throughput"] = load(folder, args.clients, args.connections, 0, args.seconds)
+            report["throughput"] = load(
+                folder, args.clients, args.connections, 0, args.seconds, batch=args.batch
+            )
         if "latency" in args.only:
             report["latency"] = [
                 load(folder, args.clients, args.latency_connections, float(rate), args.seconds)
