@@ -103,6 +103,33 @@ def test_a_request_that_is_not_a_batch_is_refused_whole(
     trio.run(main)
 
 
+def test_hostile_items_are_refused_one_by_one_and_the_server_serves_on(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with running(config(tmp_path)) as env:
+            peer, _ = await env.hello()
+            token = (await peer.register())["token"]
+            odd: list[Any] = [
+                1, None, [], "x", {"token": 5, "payload": "x", "ttl_s": 5},
+                {"token": token, "payload": "x", "ttl_s": True},
+                {"token": token, "payload": "x", "ttl_s": 10**30},
+                {"token": token, "payload": ["x"], "ttl_s": 5},
+                [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]],
+            ]  # fmt: skip
+            items = [odd[n % len(odd)] for n in range(MAX_BATCH - 1)]
+            items.append({"token": token, "payload": "after them all", "ttl_s": 60})
+            found = results(await batch(env, {"notifications": items}))
+            assert [r["status"] for r in found] == [400] * (MAX_BATCH - 1) + [201]
+            assert (await peer.receive())["payload"] == "after them all"
+            deep = b'{"notifications":[' + b"[" * 5000 + b"]" * 5000 + b"]}"
+            whole = await env.http.post(
+                env.here.http + "/v1/push", content=deep, headers={"authorization": f"Bearer {KEY}"}
+            )
+            assert whole.status_code == 400 and whole.json()["error"] == "invalid_request"
+            assert (await env.push(env.here.http + f"/v1/push/{token}", "still")).status_code == 201
+
+    trio.run(main)
+
+
 def test_duplicates_and_collapse_inside_one_batch(tmp_path: Path) -> None:
     async def main() -> None:
         async with running(config(tmp_path)) as env:
