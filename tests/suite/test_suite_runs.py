@@ -138,11 +138,17 @@ def test_a_partial_run_keeps_a_complete_statement(tmp_path: Path) -> None:
     assert run.statement["run"]["complete"] is False
 
 
-def test_an_undeclared_optional_feature_is_not_applicable(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("feature", "requirement", "scenarios"),
+    [("collapse", "AOI-DEL-008", 1), ("batch", "AOI-DEL-012", 7)],
+)
+def test_an_undeclared_optional_feature_is_not_applicable(
+    tmp_path: Path, feature: str, requirement: str, scenarios: int
+) -> None:
     with target(tmp_path, features=frozenset()) as ixit:
-        run = run_suite(tmp_path / "reports", "--ixit", str(ixit), "--feature", "collapse")
+        run = run_suite(tmp_path / "reports", "--ixit", str(ixit), "--feature", feature)
     assert run.returncode == 0, run.output[-3000:]
-    row = next(r for r in run.statement["requirements"] if r["id"] == "AOI-DEL-008")
+    row = next(r for r in run.statement["requirements"] if r["id"] == requirement)
     assert row["verdict"] == "N/A"
     assert "not declared in the ICS" in row["explanation"]
-    assert "1 skipped" in run.output
+    assert f"{scenarios} skipped" in run.output
