@@ -10,7 +10,6 @@ server's writes fail in the kernel, not in a mock; :attr:`Disk.kind` says which 
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
 import resource
@@ -31,17 +30,7 @@ class Disk:
 
     def fill(self) -> None:
         if self.tmpfs:
-            with (self.state / "ballast").open("wb") as ballast:
-                block = b"\0" * 65536
-                try:
-                    while True:
-                        ballast.write(block)
-                        ballast.flush()
-                except OSError as exc:
-                    if exc.errno != errno.ENOSPC:
-                        raise
-                    with contextlib.suppress(OSError):  # the last partial block
-                        ballast.write(b"\0" * (os.statvfs(self.state).f_bavail * 512))
+            _fill(self.state / "ballast")
         else:
             assert self.pid is not None
             _, hard = resource.prlimit(self.pid, resource.RLIMIT_FSIZE)
@@ -54,6 +43,23 @@ class Disk:
             assert self.pid is not None
             _, hard = resource.prlimit(self.pid, resource.RLIMIT_FSIZE)
             resource.prlimit(self.pid, resource.RLIMIT_FSIZE, (hard, hard))
+
+
+def _fill(path: Path) -> None:
+    """Write ``path`` until the kernel says ENOSPC, in ever smaller blocks so that not a byte is
+    left. Unbuffered: a buffered file would raise ENOSPC again when it is closed."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        for size in (1 << 20, 1 << 16, 1 << 12, 1):
+            block = bytes(size)
+            try:
+                while True:
+                    os.write(fd, block)
+            except OSError as exc:
+                if exc.errno != errno.ENOSPC:
+                    raise
+    finally:
+        os.close(fd)
 
 
 def _mount(path: Path, *options: str) -> bool:
