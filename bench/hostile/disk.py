@@ -47,8 +47,14 @@ class Disk:
 
 def _fill(path: Path) -> None:
     """Write ``path`` until the kernel says ENOSPC, in ever smaller blocks so that not a byte is
-    left. Unbuffered: a buffered file would raise ENOSPC again when it is closed."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    left. Unbuffered: a buffered file would raise ENOSPC again when it is closed. A disk
+    already too full to create the file is full enough."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    except OSError as exc:
+        if exc.errno == errno.ENOSPC:
+            return
+        raise
     try:
         for size in (1 << 20, 1 << 16, 1 << 12, 1):
             block = bytes(size)
