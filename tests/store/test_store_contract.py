@@ -9,6 +9,7 @@ same data (a second one is the store after a restart). What one backend alone do
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import TypeVar
 
 import pytest
 import trio
+from bench.redis_server import RedisServer
 
 from aoi.server.store import (
     Registration,
@@ -26,6 +28,7 @@ from aoi.server.store import (
     StoredNotification,
     StoreError,
 )
+from aoi.server.store.redis_store import RedisStore
 
 T = TypeVar("T")
 StoreMaker = Callable[[], Store]
@@ -35,7 +38,18 @@ def sqlite(request: pytest.FixtureRequest, place: Path) -> StoreMaker:
     return lambda: SqliteStore(place / "aoi.db")
 
 
-BACKENDS: dict[str, Callable[[pytest.FixtureRequest, Path], StoreMaker]] = {"sqlite": sqlite}
+def redis(request: pytest.FixtureRequest, place: Path) -> StoreMaker:
+    """The shared redis-server, each test under a key prefix of its own."""
+    server: RedisServer = request.getfixturevalue("shared_redis")
+    prefix = f"t{next(_PREFIXES)}"
+    return lambda: RedisStore(server.url, prefix=prefix)
+
+
+_PREFIXES = itertools.count()
+BACKENDS: dict[str, Callable[[pytest.FixtureRequest, Path], StoreMaker]] = {
+    "sqlite": sqlite,
+    "redis": redis,
+}
 
 TOKEN = "Zq3x9Kd0aB7cLmN2pQ4rS6"
 OTHER_TOKEN = "Yp2w8Jc9zA6bKlM1oP3qR5"
