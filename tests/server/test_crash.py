@@ -48,10 +48,15 @@ burst = 1000000
 
 
 @contextmanager
-def server_process(tmp_path: Path, run: str) -> Iterator[tuple[subprocess.Popen[bytes], Path]]:
-    """``aoi server`` on the configuration in ``tmp_path``; yields it and its ready file."""
+def server_process(
+    tmp_path: Path, run: str, store: str | None = None
+) -> Iterator[tuple[subprocess.Popen[bytes], Path]]:
+    """``aoi server`` on the configuration in ``tmp_path`` (its store on the Redis at
+    ``store`` if given); yields it and its ready file."""
     config = tmp_path / "server.toml"
-    config.write_text(CONFIG)
+    config.write_text(
+        CONFIG if store is None else CONFIG.replace("[server]\n", f'[server]\nstore = "{store}"\n')
+    )
     ready = tmp_path / f"ready-{run}.json"
     with (tmp_path / f"server-{run}.log").open("wb") as log:
         process = subprocess.Popen(
@@ -116,7 +121,13 @@ async def post(
 
 
 @pytest.mark.slow
-def test_every_201_survives_kill_9_during_a_burst(tmp_path: Path) -> None:
+@pytest.mark.parametrize("backend", ["sqlite", "redis"])
+def test_every_201_survives_kill_9_during_a_burst(
+    tmp_path: Path, backend: str, request: pytest.FixtureRequest
+) -> None:
+    store = None
+    if backend == "redis":
+        store = request.getfixturevalue("own_redis").url
     accepted: set[str] = set()  # ids answered 201
     attempted: set[str] = set()  # payloads of every push sent
     interrupted = 0  # pushes cut off by the kill (in flight at that moment)
@@ -143,7 +154,7 @@ def test_every_201_survives_kill_9_during_a_burst(tmp_path: Path) -> None:
 
     async def main() -> None:
         with trio.fail_after(DEADLINE_S):
-            with server_process(tmp_path, "first") as (process, ready):
+            with server_process(tmp_path, "first", store) as (process, ready):
                 here = await urls(process, ready)
                 peer, welcome = await hello(here["aoi2"])
                 assert welcome["type"] == "welcome"
@@ -162,7 +173,7 @@ def test_every_201_survives_kill_9_during_a_burst(tmp_path: Path) -> None:
             assert interrupted > 0, "the kill found no push in flight"
             assert len(accepted) > 50, f"only {len(accepted)} pushes in {PUSH_FOR_S} s"
 
-            with server_process(tmp_path, "second") as (process, ready):
+            with server_process(tmp_path, "second", store) as (process, ready):
                 here = await urls(process, ready)
                 peer, again = await hello(here["aoi2"], session=str(welcome["session"]))
                 assert again["type"] == "welcome" and again["resumed"] is True

@@ -28,6 +28,7 @@ from .load import LoadMonitor
 from .metrics import Metrics
 from .push_api import PushApi
 from .store import SqliteStore, Store, StoreError
+from .store.redis_store import RedisStore
 
 log = logging.getLogger("aoi.server")
 
@@ -51,7 +52,7 @@ class Server:
     def __init__(self, config: ServerConfig, store: Store | None = None) -> None:
         self.config = config
         s = config.server
-        self.store = store or SqliteStore(s.db)
+        self.store = store or (RedisStore(s.store) if s.store else SqliteStore(s.db))
         self.hub = Hub(self.store, server_id=s.id, endpoint_base="", max_apps=s.max_apps)
         policy_bytes, keepalive_s = None, s.keepalive_s
         if s.policy is not None:

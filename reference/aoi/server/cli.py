@@ -52,6 +52,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--id", metavar="ID", help="server id, as in welcome and the policy")
     p.add_argument("--db", type=Path, metavar="PATH", help="SQLite store file")
     p.add_argument(
+        "--store",
+        metavar="redis://HOST:PORT/DB",
+        help="keep the store on Redis instead of --db (several servers may share it)",
+    )
+    p.add_argument(
         "--tls-cert", type=Path, metavar="PEM", help="PEM certificate chain (enables TLS)"
     )
     p.add_argument("--tls-key", type=Path, metavar="PEM", help="PEM private key of --tls-cert")
@@ -79,7 +84,7 @@ def main(argv: Sequence[str]) -> int:
     logs.setup(args.log_level)
     overrides = {
         key: value
-        for key in ("listen", "id", "db", "tls_cert", "tls_key", "max_sessions", "policy")
+        for key in ("listen", "id", "db", "store", "tls_cert", "tls_key", "max_sessions", "policy")
         if (value := getattr(args, key)) is not None
     }
     _raise_open_file_limit()
@@ -151,7 +156,7 @@ def _explain(failure: BaseException, settings: ServerSettings) -> str:
     if isinstance(failure, OSError):
         return f"{failure.filename}: {failure.strerror}"
     if isinstance(failure, StoreError | sqlite3.Error):
-        return f"the store {settings.db}: {failure}"
+        return f"the store {settings.store or settings.db}: {failure}"
     return str(failure)
 
 

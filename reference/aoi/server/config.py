@@ -47,6 +47,7 @@ class ServerSettings:
     listen: tuple[str, int] = ("127.0.0.1", 0)
     public_http_url: str | None = None  # None: the listener's own URL
     db: Path = Path("aoi-server.db")
+    store: str | None = None  # redis://HOST:PORT/DB: a fleet's shared store instead of db
     handshake_timeout_s: float = 10.0
     keepalive_s: int = 270
     max_apps: int = 32
@@ -255,6 +256,7 @@ SERVER: Mapping[str, Parser] = {
     "listen": _listen,
     "public_http_url": _optional(lambda v: _HTTP_URL(v).rstrip("/")),
     "db": _path,
+    "store": _optional(_matching(r"redis://\S{1,2040}", "a redis://HOST:PORT/DB URL")),
     "handshake_timeout_s": _number(),
     "keepalive_s": _integer(5, 3600),
     "max_apps": _integer(1),
@@ -305,6 +307,7 @@ OVERRIDES: Mapping[str, tuple[str, str]] = {
     "listen": ("server", "listen"),
     "id": ("server", "id"),
     "db": ("server", "db"),
+    "store": ("server", "store"),
     "tls_cert": ("server", "tls_cert"),
     "tls_key": ("server", "tls_key"),
     "policy": ("server", "policy"),
