@@ -32,9 +32,10 @@ from .routes import route_of, route_of_client
 class RedisStore:
     """The :class:`~aoi.server.store.base.Store` on a Redis at ``url``."""
 
-    def __init__(self, url: str, *, prefix: str = "aoi") -> None:
+    def __init__(self, url: str, *, prefix: str = "aoi", timeout_s: float = 5.0) -> None:
         self.url = url
         self.prefix = prefix
+        self.timeout_s = timeout_s  # a call that waits longer for Redis fails
         self.commits = 0
         self.ops_committed = 0
         self.ops_failed = 0
@@ -74,7 +75,10 @@ class RedisStore:
     async def _call(self, command: Any, *args: Any) -> Any:
         redis = self._redis()
         try:
-            return await command(redis, *args)
+            with trio.fail_after(self.timeout_s):
+                return await command(redis, *args)
+        except trio.TooSlowError as exc:
+            raise StoreError(f"Redis did not answer in {self.timeout_s} s") from exc
         except ReplyError as exc:
             raise StoreError(f"Redis refused: {exc}") from exc
         except OSError as exc:
@@ -88,16 +92,17 @@ class RedisStore:
         redis = self._redis()
         self._pending += 1
         try:
-            await redis.execute("SADD", f"{self.prefix}:routes", route)
-            result = await redis.run_script(script, (), (self.prefix, *args))
+            with trio.fail_after(self.timeout_s):
+                await redis.execute("SADD", f"{self.prefix}:routes", route)
+                result = await redis.run_script(script, (), (self.prefix, *args))
         except ReplyError as exc:
             self.ops_failed += 1
             if str(exc).startswith("CONFLICT") or "CONFLICT" in str(exc):
                 raise StoreConflict(str(exc)) from exc
             raise StoreError(f"Redis refused: {exc}") from exc
-        except Exception as exc:
+        except (Exception, trio.TooSlowError) as exc:
             self.ops_failed += 1
-            self.failure = f"{type(exc).__name__}: {exc}"
+            self.failure = f"Redis: {type(exc).__name__} {exc}"
             raise StoreError(f"Redis: {exc}") from exc
         finally:
             self._pending -= 1
