@@ -29,7 +29,7 @@ from tests.suite.broken_clients.faults import FAULTS
 from tests.suite.harness import BrokenRun, broken_runs_in_background, judged_by, run_suite
 
 RUN = Path(__file__).resolve().parent / "broken_clients" / "run.py"
-PARALLEL = 2
+PARALLEL = 4
 REALLOCATION = ("client_reallocation",)
 
 

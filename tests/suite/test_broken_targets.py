@@ -41,7 +41,7 @@ from tests.suite.harness import (
 
 SERVE = Path(__file__).resolve().parent / "broken" / "serve.py"
 PROFILES = ("main", "overload", "shedding", "tls", "hello_limit", "restart", "push_overload")
-PARALLEL = 2  # suite runs at a time: a run mostly waits (keepalive, TTLs, timeouts)
+PARALLEL = 3  # suite runs at a time: a run mostly waits (keepalive, TTLs, timeouts)
 
 
 @dataclass(frozen=True)
