@@ -232,7 +232,7 @@ class Runtime:
                 return f"{req} binds role {'/'.join(requirement.roles)}, not under test"
             if requirement.feature and requirement.feature not in self.ixit.ics.features:
                 return (
-                    f"N/A: optional feature {requirement.feature!r} ({req}, {requirement.level}) "
+                    f"optional feature {requirement.feature!r} ({req}, {requirement.level}) "
                     "is not declared in the ICS"
                 )
         return ""
