@@ -30,3 +30,14 @@ Feature: registration: tokens and endpoints
     Then client "A" gets the unregistration confirmed [AOI-APP-003]
     When the server app pushes "too late" to app "one" of client "A"
     Then the push is refused with 410 "token_unregistered" [AOI-APP-003]
+
+  @AOI-APP-002 @AOI-APP-003
+  Scenario: An app registered again gets a new token, and the old one stays refused
+    Given client "A" is in session and has registered app "one"
+    When client "A" unregisters app "one"
+    Then client "A" gets the unregistration confirmed [AOI-APP-003]
+    When client "A" registers app "one" again
+    Then the new token of app "one" of client "A" differs from its unregistered one [AOI-APP-002]
+    When the server app pushes "to the old token" to the unregistered token of app "one" of client "A"
+    Then the push is refused with 410 "token_unregistered" [AOI-APP-003]
+    And a push to app "one" of client "A" still reaches it [AOI-APP-002]

@@ -105,6 +105,26 @@ def pushes_unknown(world: World, label: str) -> None:
 
 @when(
     text(
+        'the server app pushes "{label:q}" to the unregistered token '
+        'of app "{app:q}" of client "{name:q}"'
+    )
+)
+def pushes_unregistered(world: World, label: str, app: str, name: str) -> None:
+    token, endpoint = world.notes[f"unregistered {name} {app}"]
+    key = world.ixit.server_app_of(app).key
+    answer = world.http().request(
+        "POST",
+        endpoint or f"/v1/push/{token}",
+        key=key,
+        body={"payload": label, "ttl_s": 60},
+        channel="aoi3",
+    )
+    world.judge_answer(answer)
+    world.last_push = Push(label, answer, None, None)
+
+
+@when(
+    text(
         'the server app pushes a body with the unknown member "{member:q}" '
         'to app "{app:q}" of client "{name:q}"'
     )

@@ -115,6 +115,33 @@ def unregisters_other(world: World, name: str, app: str, owner: str) -> None:
     _unregister(world, world.device(name), world.device(owner).tokens[app])
 
 
+@when(text('client "{name:q}" registers app "{app:q}" again'))
+def registers_again(world: World, name: str, app: str) -> None:
+    """Register an unregistered app anew; its old token and endpoint are kept aside."""
+    device = world.device(name)
+    world.notes[f"unregistered {name} {app}"] = (
+        device.tokens.pop(app),
+        device.endpoints.pop(app, None),
+    )
+    device.registered(app)
+
+
+@then(
+    text(
+        'the new token of app "{app:q}" of client "{name:q}" differs from its unregistered one '
+        "[{req:req}]"
+    )
+)
+def token_is_new(world: World, app: str, name: str, req: str) -> None:
+    old, _ = world.notes[f"unregistered {name} {app}"]
+    world.check(
+        req,
+        world.device(name).tokens[app] != old,
+        f"registered again after unregistering, app {app} got back its old token {old!r}: "
+        "a token that a client and app id always give is computed, not drawn at random",
+    )
+
+
 def _unregister(world: World, device: Device, token: str) -> None:
     req = device.next_req()
     device.connection().send({"type": "unregister", "req": req, "token": token})

@@ -143,6 +143,45 @@ def reused_tokens() -> None:
 
 
 @fault
+def derived_tokens() -> None:
+    """Derives tokens: a registration's token is a hash of its client id and app id, 32
+    base64url characters that differ for every pair and look random, so the same pair gets
+    the same token again when it registers after unregistering.
+
+    AOI-APP-002 requires at least 128 bits from a cryptographically secure random source:
+    anyone who knows how the hash is made and the two ids can compute the token. The token
+    that was unregistered accepts pushes again once the app registers anew, which AOI-APP-003
+    forbids (410 after ``unregistered``).
+    """
+    import contextvars
+    import hashlib
+    from base64 import urlsafe_b64encode
+
+    import aoi.server.hub
+    import aoi.server.store.sqlite
+    from aoi.server.hub import Hub
+
+    pair: contextvars.ContextVar[str] = contextvars.ContextVar("pair")
+    original = Hub.register
+
+    def new_token() -> str:
+        digest = hashlib.sha256(pair.get().encode()).digest()
+        return urlsafe_b64encode(digest).decode()[:32]
+
+    async def register(self: Hub, client_id: str, app_id: str, now: float) -> str | None:
+        pair.set(f"{client_id}\0{app_id}")
+        token = await original(self, client_id, app_id, now)
+        self.retired.discard(token or "")
+        return token
+
+    aoi.server.hub.new_token = new_token
+    aoi.server.store.sqlite.INSERT_REGISTRATION = (  # type: ignore[attr-defined]
+        "INSERT OR REPLACE" + aoi.server.store.sqlite.INSERT_REGISTRATION[len("INSERT") :]
+    )
+    Hub.register = register  # type: ignore[method-assign]
+
+
+@fault
 def never_expires() -> None:
     """Never expires: TTLs are ignored, so a notification whose TTL passed stays queued
     (its report never says ``expired``) and is delivered when its client comes back.
