@@ -156,6 +156,7 @@ class App:
     app_id: str
     conn: Aoi1Connection | None = None
     provider: str | None = None
+    path: str = "/"  # of its AOI-1 upgrade
 
     def frames(self, kind: str | None = None) -> list[Frame]:
         """What the client sent this app (read in the portal's thread, or after the fact)."""
@@ -284,7 +285,7 @@ class Stage:
             self.portal,
             self.world.wirelog,
             f"aoi1 {app.alias}",
-            f"ws://127.0.0.1:{self.process.app_port}/",
+            f"ws://127.0.0.1:{self.process.app_port}{app.path}",
             on_change=self.notify,
             connect_timeout=self.timeout(),
         )

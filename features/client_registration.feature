@@ -15,6 +15,13 @@ Feature: Client: app registration over AOI-1
     Then server "a" receives register for app "one" [AOI-APP-001]
     And app "one" receives app_registered with the token and endpoint of server "a" [AOI-APP-001]
 
+  @AOI-APP-001
+  Scenario: The AOI Client accepts an app's connection on any path
+    When app "one" connects to the AOI-1 path "/apps/one?v=2"
+    Then the AOI Client accepts the connection of app "one" [AOI-APP-001]
+    When app "one" registers
+    Then app "one" receives app_registered with the token and endpoint of server "a" [AOI-APP-001]
+
   @AOI-APP-003
   Scenario: Unregistering an app withdraws its token at the AOI Server
     Given app "one" is registered through server "a"

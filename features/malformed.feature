@@ -33,6 +33,12 @@ Feature: malformed: bad frames and bad HTTP get their answer and harm no other s
       | frame                                                  | code                | fatality  | req         | after               |
       | the text {"type": "teleport", "to": "mars"}            | unsupported_message | not fatal | AOI-GEN-002 | is still in session |
 
+  @AOI-GEN-002
+  Scenario: A member the receiver does not know is ignored
+    Given client "A" is in session
+    When client "A" sends the text {"type": "ping", "ts": 7.5, "since_version_2": {"x": 1}}
+    Then client "A" receives pong with ts 7.5 [AOI-GEN-002]
+
   @AOI-GEN-003
   Scenario: Before authentication, a bad frame is fatal
     When client "A" connects and sends the text {"type": "hello", "version": 1} before hello

@@ -88,6 +88,16 @@ def app_registers(stage: Stage, alias: str) -> None:
     register(stage, alias)
 
 
+@when(text('app "{alias:q}" connects to the AOI-1 path "{path:q}"'))
+def app_connects_at(stage: Stage, alias: str, path: str) -> None:
+    stage.app(alias).path = path
+
+
+@then(text('the AOI Client accepts the connection of app "{alias:q}" [{req:req}]'))
+def accepts_app(stage: Stage, alias: str, req: str) -> None:
+    stage.connect_app(stage.app(alias), req)
+
+
 @when(text('app "{alias:q}" registers with the second provider'))
 def app_registers_second(stage: Stage, alias: str) -> None:
     register(stage, alias, SECOND_PROVIDER)

@@ -108,6 +108,11 @@ VARIANTS = (
         },
     ),
     Variant(
+        "root_path_only",
+        ("client_registration",),
+        fails={"AOI-APP-001": "app one connecting on /apps/one?v=2 is refused: only / is served"},
+    ),
+    Variant(
         "dies_on_garbage",
         ("client_malformed",),
         fails={

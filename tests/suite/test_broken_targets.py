@@ -97,6 +97,11 @@ VARIANTS = (
         features=("registration",),
     ),
     Variant(
+        "strict_members",
+        fails={"AOI-GEN-002": "a ping with a member of a later version gets invalid_message"},
+        features=("malformed",),
+    ),
+    Variant(
         "never_expires",
         fails={"AOI-DEL-004": "a notification past its TTL (0 s, 1 s) never reports expired"},
     ),

@@ -182,6 +182,36 @@ def derived_tokens() -> None:
 
 
 @fault
+def strict_members() -> None:
+    """Refuses unknown members: an AOI-2 frame with a member its schema does not name is
+    answered ``error{invalid_message}`` instead of being read without it.
+
+    docs/protocol.md 1.5 requires receivers to ignore unknown members (AOI-GEN-002), so that
+    a peer of a later version can add some. The suite's own frames name only known members,
+    except in the scenario that sends a ping with one more.
+    """
+    import aoi_schemas
+
+    from aoi.core.codec import Codec
+    from aoi.core.errors import ErrorCode, RemoteProtocolError
+
+    known = {
+        uri.rsplit("/", 1)[1].removesuffix(".json"): set(doc["properties"])
+        for uri, doc in aoi_schemas.schemas().items()
+        if "/aoi2/" in uri
+    }
+    original = Codec.from_wire
+
+    def from_wire(self: Codec, wire: dict[str, Any]) -> Any:
+        unknown = set(wire) - known.get(wire["type"], set(wire))
+        if unknown:
+            raise RemoteProtocolError(ErrorCode.INVALID_MESSAGE, f"unknown {sorted(unknown)}")
+        return original(self, wire)
+
+    Codec.from_wire = from_wire  # type: ignore[method-assign]
+
+
+@fault
 def never_expires() -> None:
     """Never expires: TTLs are ignored, so a notification whose TTL passed stays queued
     (its report never says ``expired``) and is delivered when its client comes back.

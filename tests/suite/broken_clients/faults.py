@@ -148,6 +148,21 @@ def dies_on_garbage() -> None:
     client.connect = connect_or_die
 
 
+def root_path_only() -> None:
+    """AOI-1 serves the upgrade on the path / only: an app that connects on another path is
+    refused (404), though the path is not significant and the client must accept any."""
+    from aoi.client import app_interface
+
+    route = app_interface._AnyPath.__getitem__
+
+    def only_root(self: Any, path: str) -> Any:
+        if path != "/":
+            raise KeyError(path)
+        return route(self, path)
+
+    app_interface._AnyPath.__getitem__ = only_root  # type: ignore[method-assign]
+
+
 FAULTS: dict[str, Callable[[], None]] = {
     f.__name__: f
     for f in (
@@ -160,5 +175,6 @@ FAULTS: dict[str, Callable[[], None]] = {
         no_jitter,
         no_backoff,
         dies_on_garbage,
+        root_path_only,
     )
 }
