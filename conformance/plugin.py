@@ -83,8 +83,9 @@ def pytest_configure(config: pytest.Config) -> None:
     if not is_active(config):
         return
     from conformance import allure_results, bundle
+    from conformance.options import check_options, check_reports_dir
     from conformance.registry import OTHER_TAGS, load_registry
-    from conformance.runtime import RUNTIME_NAME, check_selection
+    from conformance.runtime import RUNTIME_NAME
 
     registry = load_registry()
     for req in registry.requirements.values():
@@ -94,10 +95,11 @@ def pytest_configure(config: pytest.Config) -> None:
     for tag, meaning in OTHER_TAGS.items():
         config.addinivalue_line("markers", f"{tag}: {meaning}")
 
-    check_selection(config, registry)
+    check_options(config, registry)
     reports = Path(config.getoption("--reports-dir") or config.rootpath / "reports").resolve()
     runtime = _runtime(config, registry, reports)  # a usage error stops here: nothing moved
     if not config.option.collectonly:  # a collection writes nothing
+        check_reports_dir(reports)
         runtime.note = bundle.prepare(reports, partial=bundle.is_partial(config))
         # Defaults read by junitxml and allure-pytest-bdd in their own pytest_configure,
         # which run after this one (tryfirst).

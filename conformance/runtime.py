@@ -9,7 +9,6 @@ keeps the wire logs, and at the end writes the conformance statement
 
 from __future__ import annotations
 
-import difflib
 import re
 import secrets
 import time
@@ -24,7 +23,7 @@ from conformance import allure_results, preflight
 from conformance.client_target import ClientMode, parse_client_target
 from conformance.driver.portal import Portal
 from conformance.ixit import Ixit
-from conformance.registry import CITATION, FEATURES_DIR, REQUIREMENT_TAG, Registry, side_of
+from conformance.registry import CITATION, REQUIREMENT_TAG, Registry, side_of
 from conformance.targets import Targets
 from conformance.verdicts import (
     Outcome,
@@ -447,31 +446,6 @@ def selection(config: pytest.Config) -> tuple[set[str], set[str]]:
     """The requirements and features (file stems) the command line selects."""
     features = {Path(f).name.removesuffix(".feature") for f in config.option.features or []}
     return set(config.getoption("requirement") or []), features
-
-
-def check_selection(config: pytest.Config, registry: Registry) -> None:
-    """A usage error for a requirement or feature that names nothing, never an empty run:
-    one line for each option that names one, with the nearest known name."""
-    requirements, features = selection(config)
-    lines = [
-        _unknown("--requirement", requirements, set(registry.requirements)),
-        _unknown("--feature", features, {p.stem for p in FEATURES_DIR.glob("*.feature")}),
-    ]
-    if any(lines):
-        raise pytest.UsageError("\n".join(line for line in lines if line))
-
-
-def _unknown(option: str, wanted: set[str], known: set[str]) -> str:
-    """What of ``wanted`` names nothing, with the nearest known name ('' when all do)."""
-    unknown = sorted(wanted - known)
-    if not unknown:
-        return ""
-    hints = []
-    folded = {k.lower(): k for k in known}
-    for name in unknown:
-        near = difflib.get_close_matches(name.lower(), sorted(folded), 1)
-        hints.append(f"{name!r}" + (f" (did you mean {folded[near[0]]!r}?)" if near else ""))
-    return f"{option}: unknown {', '.join(hints)}; known: {', '.join(sorted(known))}"
 
 
 def _template(item: pytest.Item) -> Any:

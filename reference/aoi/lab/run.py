@@ -198,7 +198,7 @@ class Lab:
         lines += [f"  {p:<{width}}  {s.instance.aoi2}" for p, s in self.servers.items()]
         lines += [
             f"logs in {self.dir / 'logs'}; certify them with:",
-            f"  pytest conformance --ixit {self.dir / 'ixit.toml'}",
+            f"  {_pytest()} conformance --ixit {self.dir / 'ixit.toml'}",
             "Ctrl-C stops them.",
         ]
         print("\n".join(lines), flush=True)
@@ -454,3 +454,10 @@ def restart(args: argparse.Namespace) -> int:
         print(f"aoi lab restart: {outcome}", file=sys.stderr)
         return 1
     return 0
+
+
+def _pytest() -> str:
+    """The pytest of this environment when it has one (``.venv/bin/pytest`` in a checkout),
+    else the one on the PATH."""
+    here = Path(sys.executable).parent / "pytest"
+    return str(here) if here.exists() else "pytest"
