@@ -63,6 +63,23 @@ def test_an_unusable_store_is_named(tmp_path: Path) -> None:
     )
 
 
+def test_a_redis_store_that_is_not_there_is_named(tmp_path: Path) -> None:
+    url = f"redis://127.0.0.1:{closed_port()}/0"
+    assert serve(tmp_path, "--listen", "127.0.0.1:0", "--store", url) == (
+        1,
+        f"aoi server: the store {url}: cannot connect to {url[:-2]}: "
+        f"all attempts to connect to {url[8:-2]} failed",
+    )
+
+
+def test_a_store_url_that_is_not_redis_is_named(tmp_path: Path) -> None:
+    assert serve(tmp_path, "--store", "redis://127.0.0.1:99999/0") == (
+        2,
+        "aoi server: invalid configuration: --store: 'redis://127.0.0.1:99999/0': "
+        "the port is 1..65535 and the database a number",
+    )
+
+
 def test_a_policy_that_is_not_json_is_named(tmp_path: Path, pems: Path) -> None:
     policy = pems / "garbage.pem"
     status, line = serve(tmp_path, "--policy", str(policy))

@@ -209,6 +209,16 @@ def _listen(value: Any) -> tuple[str, int]:
     return host, int(port)
 
 
+def _redis_url(value: Any) -> str:
+    from .store.resp import RedisAddress  # the store's own reading of it
+
+    try:
+        RedisAddress.from_url(_string(value))
+    except ValueError as e:
+        raise _Invalid(str(e)) from None
+    return str(value)
+
+
 def _optional(parse: Parser) -> Parser:
     """An empty string means "not set" (``tls_cert = ""``)."""
     return lambda value: None if value == "" else parse(value)
@@ -256,7 +266,7 @@ SERVER: Mapping[str, Parser] = {
     "listen": _listen,
     "public_http_url": _optional(lambda v: _HTTP_URL(v).rstrip("/")),
     "db": _path,
-    "store": _optional(_matching(r"redis://\S{1,2040}", "a redis://HOST:PORT/DB URL")),
+    "store": _optional(_redis_url),
     "handshake_timeout_s": _number(),
     "keepalive_s": _integer(5, 3600),
     "max_apps": _integer(1),

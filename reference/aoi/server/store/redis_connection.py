@@ -88,7 +88,8 @@ class Connector:
                     await trio.aclose_forcefully(stream)
                     raise
         except (OSError, trio.TooSlowError, trio.BrokenResourceError, ConnectionLost) as exc:
-            raise Unreachable(f"cannot connect to {self.address}: {exc!r}") from exc
+            why = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+            raise Unreachable(f"cannot connect to {self.address}: {why}") from exc
         for reply in replies:
             if isinstance(reply, ReplyError):
                 await trio.aclose_forcefully(stream)

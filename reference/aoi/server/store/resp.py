@@ -167,7 +167,7 @@ class RedisAddress:
                     db = int(parts.path.lstrip("/"))
                 port = parts.port or 6379
         except ValueError:
-            raise ValueError(f"{url!r}: the database and the port are numbers") from None
+            raise ValueError(f"{url!r}: the port is 1..65535 and the database a number") from None
         username = unquote(parts.username) if parts.username else None
         password = query.get("password") or (unquote(parts.password) if parts.password else None)
         if parts.scheme == "redis" and parts.hostname:
