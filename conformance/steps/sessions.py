@@ -211,6 +211,29 @@ def is_rejected(world: World, name: str, reason: str, code: int, req: str) -> No
     device.closed_with(req, code, f"after reject {reason}")
 
 
+@then(
+    text(
+        'client "{name:q}" is refused as invalid_credentials with 4001, or as overloaded with '
+        "4503 [{req:req}]"
+    )
+)
+def is_refused_either_way(world: World, name: str, req: str) -> None:
+    """An overloaded server may refuse before it checks the credential (docs/protocol.md
+    2.6, 5.2): both refusals are right, a welcome (or anything else) is not."""
+    device = world.device(name)
+    frame = _answer(world, device)
+    codes = {"invalid_credentials": 4001, "overloaded": 4503}
+    frame = world.found(
+        req,
+        frame,
+        f"client {name}'s wrong credential must be refused with reject{{invalid_credentials}} "
+        f"or reject{{overloaded}}: {describe(frame, device.connection().closed)}",
+        lambda f: f.type == "reject" and f.get("reason") in codes,
+    )
+    reason = str(frame.get("reason"))
+    device.closed_with(req, codes[reason], f"after reject {reason}")
+
+
 @then(text('client "{name:q}" is welcomed back with the same session, resumed [{req:req}]'))
 def is_welcomed_back(world: World, name: str, req: str) -> None:
     device = world.device(name)

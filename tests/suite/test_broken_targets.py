@@ -5,7 +5,8 @@ Each variant is the reference server with ONE fault injected by
 every profile of the embedded run (the same configurations and the same IXIT: overload by
 ``max_sessions``, shedding, TLS, ...) and certified by the whole suite in server mode, in a
 subprocess. The requirements each fault must FAIL are declared here, with why; every other
-requirement the ICS makes applicable must PASS, the rest (role C) be N/A. Blocked ones are
+requirement the ICS makes applicable must PASS, the rest (role C) be N/A (an honest variant,
+"not a fault", declares no FAIL: what it does is allowed). Blocked ones are
 declared too: a requirement whose scenario the fault stops before it can judge it is ERROR
 ("not certified"), by design.
 
@@ -41,6 +42,7 @@ from tests.suite.harness import (
 
 SERVE = Path(__file__).resolve().parent / "broken" / "serve.py"
 PROFILES = ("main", "overload", "shedding", "tls", "hello_limit", "restart", "push_overload")
+OVERLOAD_PROFILES = ("main", "overload", "push_overload")
 PARALLEL = 3  # suite runs at a time: a run mostly waits (keepalive, TTLs, timeouts)
 
 
@@ -50,8 +52,10 @@ class Variant:
     fails: Mapping[str, str]  # requirement -> how the fault breaks it
     # requirement -> why a scenario of it cannot be judged with the fault (ERROR, by design)
     blocked: Mapping[str, str] = field(default_factory=dict)
-    # the feature files run against it (the main profile only); all of them by default
+    # the feature files run against it; all of them by default
     features: tuple[str, ...] = ()
+    # the profiles started for a run of a few feature files (the main one by default)
+    profiles: tuple[str, ...] = ("main",)
 
 
 VARIANTS = (
@@ -64,6 +68,18 @@ VARIANTS = (
         "overloaded_as_invalid_credentials",
         fails={"AOI-OLC-002": "a full server refuses valid client C as invalid_credentials, 4001"},
         blocked={"AOI-OLC-003": "its only scenario needs an overload reject, C gets another one"},
+    ),
+    Variant(
+        "welcomes_wrong_credential_when_overloaded",
+        fails={"AOI-OLC-002": "a full server welcomes client C, whose credential is wrong"},
+        features=("overload",),
+        profiles=OVERLOAD_PROFILES,
+    ),
+    Variant(  # honest: refusing for load before the credential check is allowed
+        "refuses_load_before_credentials",
+        fails={},
+        features=("overload",),
+        profiles=OVERLOAD_PROFILES,
     ),
     Variant(
         "drops_under_overload",
@@ -169,7 +185,8 @@ def test_every_fault_has_a_variant_and_says_what_it_breaks() -> None:
         for req in (*variant.fails, *variant.blocked):
             assert req in registry.requirements, (variant.fault, req)
             assert "S" in registry[req].roles, (variant.fault, req)
-        assert variant.fails, variant.fault
+        honest = (FAULTS[variant.fault].__doc__ or "").startswith("Not a fault")
+        assert bool(variant.fails) != honest, variant.fault
         assert not set(variant.fails) & set(variant.blocked), variant.fault
 
 
@@ -180,7 +197,7 @@ def certify_broken(variant: Variant, workdir: Path, zygote: Path) -> BrokenRun:
     started = time.monotonic()
     control = workdir / "control"
     serve = (sys.executable, str(SERVE), variant.fault, "--zygote", str(zygote))
-    profiles = ("main",) if variant.features else PROFILES
+    profiles = variant.profiles if variant.features else PROFILES
     features = [a for f in variant.features for a in ("--feature", f)]
     with target(workdir, profiles, command=(*serve, "--control", str(control), "--")) as path:
         # The crash-and-restart scenario needs a [restart] command (harness.target gives none).

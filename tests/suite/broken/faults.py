@@ -15,6 +15,8 @@ import secrets
 from collections.abc import Callable
 from typing import Any
 
+from tests.suite.broken.overload_faults import OVERLOAD_FAULTS
+
 FAULTS: dict[str, Callable[[], None]] = {}
 
 
@@ -23,80 +25,8 @@ def fault(patch: Callable[[], None]) -> Callable[[], None]:
     return patch
 
 
-@fault
-def accepts_overloaded() -> None:
-    """Accepts an overloaded client: the overload control admits every valid hello.
-
-    ``OverloadControl.admit_hello`` is where a server with ``max_sessions`` sessions turns a
-    valid client away with ``reject{overloaded}`` (AOI-OLC-002); here it never refuses, so
-    a full server welcomes one session more. Health still reports the load (AOI-OLC-013
-    holds): only the refusal at ``hello`` is gone.
-    """
-    from aoi.core.overload import OverloadControl
-
-    def admit_hello(self: OverloadControl, now: float, load: Any) -> None:
-        return None
-
-    OverloadControl.admit_hello = admit_hello  # type: ignore[method-assign,assignment]
-
-
-@fault
-def overloaded_as_invalid_credentials() -> None:
-    """Answers overload as ``invalid_credentials``: a valid client refused for load is told
-    its credentials are wrong (close code 4001, no ``retry_after_s``, no alternates).
-
-    AOI-OLC-002 requires the overload refusal to be distinct from ``invalid_credentials``
-    and ``forbidden``, so that a client fails over instead of giving up (AOI-OLC-009). The
-    decision to refuse is the reference's; only the reason on the wire is wrong.
-    """
-    from aoi.core.messages import Reject, RejectReason
-    from aoi.server.aoi2 import Aoi2Endpoint
-
-    original = Aoi2Endpoint._refusal
-
-    def _refusal(self: Aoi2Endpoint, hello: Any, remote: str, now: float) -> Reject | None:
-        refusal = original(self, hello, remote, now)
-        if refusal is not None and refusal.reason == RejectReason.OVERLOADED:
-            return Reject(reason=RejectReason.INVALID_CREDENTIALS, detail="not now")
-        return refusal
-
-    Aoi2Endpoint._refusal = _refusal  # type: ignore[method-assign]
-
-
-@fault
-def drops_under_overload() -> None:
-    """Drops notifications under overload: while the server reports itself overloaded, a
-    push is answered 201 with an id and then silently thrown away (never delivered).
-
-    AOI-OLC-004 requires that established sessions keep receiving notifications while the
-    server refuses new ones, and that no accepted notification is lost. A server that
-    sheds work by losing what it already promised is exactly what it rules out.
-    """
-    import contextvars
-
-    from aoi.net.http import Request, Response
-    from aoi.server.hub import Hub
-    from aoi.server.push_api import PushApi
-    from aoi.server.store import StoredNotification
-
-    overloaded = contextvars.ContextVar("overloaded", default=False)
-    original_push, original_accept = PushApi._push, Hub.accept
-
-    async def _push(self: PushApi, request: Request, token: str) -> Response:
-        mark = overloaded.set(self.load.status() != "ok")
-        try:
-            return await original_push(self, request, token)
-        finally:
-            overloaded.reset(mark)
-
-    async def accept(self: Hub, notification: StoredNotification, replaces: list[str]) -> None:
-        if not overloaded.get():
-            return await original_accept(self, notification, replaces)
-        await self.store.add_notification(notification, replaces)  # a 201, never queued
-        return None
-
-    PushApi._push = _push  # type: ignore[method-assign]
-    Hub.accept = accept  # type: ignore[method-assign]
+for _patch in OVERLOAD_FAULTS:
+    fault(_patch)
 
 
 @fault
