@@ -113,6 +113,14 @@ class Ixit:
     restart_command: str = ""
     server_id: str | None = None
 
+    @property
+    def source_limit(self) -> int:
+        """Failed hellos per source address before ``rate_limited``: the per-client limit
+        unless the IXIT declares another."""
+        if self.failed_hello_source_limit is None:
+            return self.failed_hello_limit
+        return self.failed_hello_source_limit
+
     def endpoint(self, profile: str) -> Endpoint:
         if profile not in PROFILES:
             raise IxitError(f"unknown profile {profile!r}; profiles are {', '.join(PROFILES)}")

@@ -8,27 +8,54 @@ from pytest_bdd import then, when
 
 from conformance import contract
 from conformance.driver.http import Answer
+from conformance.ixit import Client
 from conformance.steps import text
-from conformance.world import RESPONSE_S, World, describe
+from conformance.world import RESPONSE_S, Device, World, describe
+
+
+def _failed_hello(world: World, device: Device) -> str:
+    """Say hello as ``device`` with a wrong credential: the reason of the reject, or what
+    came instead."""
+    device.open()
+    device.hello(credential="wrong-" + secrets.token_urlsafe(12))
+    frame = device.answer_to_hello()
+    answer = (
+        str(frame.get("reason"))
+        if frame is not None and frame.type == "reject"
+        else describe(frame, device.connection().closed)
+    )
+    device.connection().wait_closed(world.timeout(RESPONSE_S))
+    device.connection().close(timeout=world.timeout(1))
+    return answer
 
 
 @when(
-    text('client "{name:q}" says hello with a wrong credential as often as the failed hello limit')
+    text(
+        'client "{name:q}" says hello with a wrong credential as often as the per-client '
+        "failed hello limit"
+    )
 )
 def hellos_wrong(world: World, name: str) -> None:
     device = world.device(name)
+    world.notes["failed hellos"] = [
+        _failed_hello(world, device) for _ in range(world.ixit.failed_hello_limit)
+    ]
+
+
+@when(text("unknown clients say hello from the same address up to the per-source limit"))
+def strangers_wrong(world: World) -> None:
+    """Unknown clients, each under a client id of its own (so that no per-client limit is
+    reached), fail hellos from the suite's address until the failures from it, those of
+    the steps before included, reach the IXIT's per-source limit; or until one is
+    already refused ``rate_limited`` (a limit stricter than declared is no fault)."""
+    failures = sum(1 for a in world.notes["failed hellos"] if a == "invalid_credentials")
     answers: list[str] = []
-    for _ in range(world.ixit.failed_hello_limit):
-        device.open()
-        device.hello(credential="wrong-" + secrets.token_urlsafe(12))
-        frame = device.answer_to_hello()
-        answers.append(
-            str(frame.get("reason"))
-            if frame is not None and frame.type == "reject"
-            else describe(frame, device.connection().closed)
-        )
-        device.connection().wait_closed(world.timeout(RESPONSE_S))
-        device.connection().close(timeout=world.timeout(1))
+    while failures < world.ixit.source_limit and "rate_limited" not in answers:
+        name = f"unknown client {len(answers) + 1}"
+        identity = Client(name, f"unknown-{secrets.token_hex(4)}", secrets.token_urlsafe(12))
+        device = world.devices[name] = Device(world, name, identity)
+        answers.append(_failed_hello(world, device))
+        failures += answers[-1] == "invalid_credentials"
     world.notes["failed hellos"] = answers
 
 

@@ -26,12 +26,14 @@ from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conformance.ixit import load_ixit, render_ixit
 from conformance.registry import load_registry
 
-from tests.suite.broken.faults import FAULTS
+from aoi.lab.plan import FAILED_HELLO_LIMIT
+from tests.suite.broken.faults import FAULTS, SOURCE_FACTOR
 from tests.suite.harness import (
     BrokenRun,
     broken_runs_in_background,
@@ -56,6 +58,8 @@ class Variant:
     features: tuple[str, ...] = ()
     # the profiles started for a run of a few feature files (the main one by default)
     profiles: tuple[str, ...] = ("main",)
+    # what the IXIT declares otherwise than the lab's (Ixit field -> value)
+    ixit: Mapping[str, Any] = field(default_factory=dict)
 
 
 VARIANTS = (
@@ -166,6 +170,22 @@ VARIANTS = (
         features=("malformed",),
     ),
     Variant(
+        "no_source_limit",
+        fails={
+            "AOI-SEC-003": "unknown clients failing hellos from one address are never "
+            "refused rate_limited, the stranger after them neither"
+        },
+        features=("rate_limit",),
+        profiles=("main", "hello_limit"),
+    ),
+    Variant(  # honest: a per-source limit of its own, declared in the IXIT
+        "source_limit_above_client_limit",
+        fails={},
+        features=("rate_limit",),
+        profiles=("main", "hello_limit"),
+        ixit={"failed_hello_source_limit": FAILED_HELLO_LIMIT * SOURCE_FACTOR},
+    ),
+    Variant(
         "batch_refused_whole",
         fails={
             "AOI-DEL-012": "a batch with bad notifications between 'good 1' and 'good 2' is "
@@ -202,7 +222,7 @@ def certify_broken(variant: Variant, workdir: Path, zygote: Path) -> BrokenRun:
     with target(workdir, profiles, command=(*serve, "--control", str(control), "--")) as path:
         # The crash-and-restart scenario needs a [restart] command (harness.target gives none).
         restart = shlex.join([*serve[:2], "--restart", str(control / "restart.json")])
-        ixit = replace(load_ixit(path), restart_command=restart)
+        ixit = replace(load_ixit(path), restart_command=restart, **variant.ixit)
         path.write_text(render_ixit(ixit), encoding="utf-8")
         run = run_suite(workdir / "reports", "--ixit", str(path), *features)
     return BrokenRun(run, round(time.monotonic() - started, 1), workdir)

@@ -103,7 +103,11 @@ def test_a_command_overload_needs_both_commands() -> None:
 def test_an_optional_key_of_the_schema_is_read() -> None:
     document = _example()
     document["security"]["failed_hello_source_limit"] = 20
-    assert parse_ixit(document, Path(".")).failed_hello_source_limit == 20
+    assert parse_ixit(document, Path(".")).source_limit == 20
+    del document["security"]["failed_hello_source_limit"]  # the per-client limit, then
+    document["security"]["failed_hello_limit"] = 7
+    assert parse_ixit(document, Path(".")).source_limit == 7
+    document["security"]["failed_hello_source_limit"] = 20
     document["security"]["failed_hello_source_limit"] = "many"
     assert problems(document) == [
         "[security] failed_hello_source_limit: expected an integer, got the string 'many'"

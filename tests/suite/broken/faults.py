@@ -355,6 +355,61 @@ def batch_refused_whole() -> None:
     PushBatch._batch = _batch  # type: ignore[method-assign]
 
 
+@fault
+def no_source_limit() -> None:
+    """Limits failed hellos per client only: a source address that fails hellos under ever
+    new client ids is never refused ``rate_limited``, so guessing credentials of many
+    clients from one address goes unchecked.
+
+    AOI-SEC-003 requires a limit per source address as well as per client. The per-client
+    limit is the reference's, untouched.
+    """
+    from aoi.server.credentials import FailedHelloLimiter
+
+    def _keys(client_id: str, source: str) -> tuple[tuple[str, str], ...]:
+        return (("client", client_id),)
+
+    FailedHelloLimiter._keys = staticmethod(_keys)  # type: ignore[method-assign,assignment]
+
+
+SOURCE_FACTOR = 4  # the per-source limit of source_limit_above_client_limit, per client
+
+
+@fault
+def source_limit_above_client_limit() -> None:
+    """Not a fault: failed hellos are limited per source address at four times the
+    per-client limit (the reference uses one limit for both), as a server in front of
+    many clients behind one NAT would; the IXIT declares both limits.
+
+    AOI-SEC-003 requires a limit per client and one per source, not equal ones: the suite
+    must judge the limits declared and PASS it.
+    """
+    from collections import deque
+
+    from aoi.server.credentials import FailedHelloLimiter
+
+    original = FailedHelloLimiter.failed
+
+    def limit_of(self: FailedHelloLimiter, key: tuple[str, str]) -> int:
+        return self.limit * SOURCE_FACTOR if key[0] == "source" else self.limit
+
+    def failed(self: FailedHelloLimiter, client_id: str, source: str, now: float) -> None:
+        original(self, client_id, source, now)
+        key = ("source", source)
+        times = self._failures.get(key)
+        if times is not None and times.maxlen != limit_of(self, key):
+            self._failures[key] = deque(times, maxlen=limit_of(self, key))
+
+    def _wait(self: FailedHelloLimiter, key: tuple[str, str], now: float) -> float:
+        times = self._failures.get(key)
+        if times is None or len(times) < limit_of(self, key):
+            return 0.0
+        return times[0] + self.window_s - now
+
+    FailedHelloLimiter.failed = failed  # type: ignore[method-assign]
+    FailedHelloLimiter._wait = _wait  # type: ignore[method-assign]
+
+
 def _json_body(response: Any) -> dict[str, Any]:
     import json
 
