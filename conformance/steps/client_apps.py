@@ -13,6 +13,7 @@ from typing import Any
 
 from pytest_bdd import given, step, then, when
 
+from conformance.client_refusals import refused_somewhere
 from conformance.client_stage import App, Stage
 from conformance.client_target import SECOND_PROVIDER
 from conformance.driver.aoi2 import Frame
@@ -259,8 +260,14 @@ def receives_without_again(stage: Stage, alias: str, label: str, other: str, req
 
 def _failed(stage: Stage, alias: str, reason: str, req: str) -> None:
     app = stage.app(alias)
-    frame = first_frame(
-        stage, app, "connection_failed", req, f"app {alias} was not told connection_failed"
+    frame = stage.wait(lambda: next(iter(app.frames("connection_failed")), None), stage.patience())
+    after = ""
+    if frame is None and reason != "unreachable":  # an unreachable server leaves no trace
+        after = f" after refusals ({refused_somewhere(stage, 'a connection_failed')})"
+    frame = stage.world.found(
+        req,
+        frame,
+        f"app {alias} was not told connection_failed{after}: it got {describe_app(app)}",
     )
     stage.world.check(
         req,

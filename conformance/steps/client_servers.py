@@ -11,6 +11,7 @@ import time
 
 from pytest_bdd import given, then, when
 
+from conformance.client_refusals import CREDENTIAL_REASONS, describe_answer, first_refusal
 from conformance.client_stage import Stage
 from conformance.driver.aoi2 import Frame
 from conformance.driver.aoi2_server import ServerConnection, SuiteServer, now_rfc3339
@@ -409,21 +410,28 @@ def untouched(stage: Stage, name: str, req: str) -> None:
 )
 def retries_same(stage: Stage, name: str, other: str, req: str) -> None:
     server, elsewhere = stage.servers[name], stage.servers[other]
-    stage.wait(
-        lambda: len(server.hellos()) >= 2 or bool(elsewhere.connections),
-        stage.patience(),
-    )
-    contacted = stage.read(lambda: len(elsewhere.connections))
+    what = "whether the client fails over after a credential refusal"
+    refused = first_refusal(stage, name, what, CREDENTIAL_REASONS)
+    since = refused.answered_at
+    assert since is not None
+
+    def failover() -> list[ServerConnection]:
+        return [c for c in elsewhere.connections if c.opened_at > since]
+
+    stage.wait(lambda: len(server.hellos()) >= 2 or bool(failover()), stage.patience())
+    moved = stage.read(failover)
     stage.world.check(
         req,
-        contacted == 0,
-        f"after a credential refusal by server {name} the AOI Client failed over to server "
-        f"{other} ({contacted} connection(s))",
+        not moved,
+        f"after a credential refusal by server {name} ({describe_answer(refused)}) the AOI "
+        f"Client failed over to server {other}: {len(moved)} connection(s), the first "
+        f"{moved[0].opened_at - since if moved else 0:.3f} s after the refusal",
     )
     stage.world.check(
         req,
         len(stage.read(server.hellos)) >= 2,
-        f"the AOI Client did not try server {name} again after its credential refusal",
+        f"the AOI Client did not try server {name} again after its credential refusal "
+        f"({describe_answer(refused)})",
     )
 
 

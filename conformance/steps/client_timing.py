@@ -21,6 +21,7 @@ from itertools import pairwise
 
 from pytest_bdd import then, when
 
+from conformance.client_refusals import first_refusal
 from conformance.client_stage import Stage
 from conformance.driver.aoi2_server import ServerConnection
 from conformance.steps import text
@@ -184,6 +185,8 @@ def redirects_retry(stage: Stage, name: str, reason: str, s: float) -> None:
 def hellos_back_off(stage: Stage, name: str, n: int, req: str) -> None:
     server = stage.servers[name]
     found = stage.wait(lambda: len(server.hellos()) >= n, stage.patience(n * _largest_delay(stage)))
+    if not found:
+        first_refusal(stage, name, "retries after a refusal")
     arrivals = stage.read(lambda: [c.opened_at for c in server.connections if c.hello])
     stage.world.found(
         req,
@@ -315,12 +318,14 @@ def reconnections_jittered(stage: Stage, req: str) -> None:
 )
 def retries_after_failure(stage: Stage, name: str, alias: str, req: str) -> None:
     app, server = stage.app(alias), stage.servers[name]
+    first_refusal(stage, name, "a retry after the app was told connection_failed")
     failed = stage.wait(lambda: next(iter(app.frames("connection_failed")), None), stage.patience())
-    failed = stage.world.found(
-        req,
-        failed,
-        f"app {alias} was never told connection_failed, though server {name} refused it",
+    stage.world.precondition(  # the failure judged by AOI-OLC-007; retries follow one told
+        failed is not None,
+        f"server {name} refused the AOI Client, but app {alias} was never told "
+        "connection_failed: a retry after it cannot be judged",
     )
+    assert failed is not None
     later = stage.wait(
         lambda: next((h for h in server.hellos() if h.at > failed.at), None), stage.patience()
     )

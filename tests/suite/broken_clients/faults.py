@@ -39,6 +39,20 @@ def fails_over_on_bad_credentials() -> None:
     )
 
 
+def reverses_policy_order() -> None:
+    """The client tries the servers of its policy in reverse order: with servers a, b it
+    says hello to b first, and stays there once b welcomes it, never contacting a; what a
+    would have answered never happens on the wire."""
+    from aoi.core import reallocation
+
+    order = reallocation.server_order
+
+    def reversed_order(servers: Any, selection: str, rng: Any) -> list[Any]:
+        return order(servers, selection, rng)[::-1]
+
+    reallocation.server_order = reversed_order  # type: ignore[assignment]
+
+
 def ignores_retry_after() -> None:
     """retry_after_s in reject and redirect is dropped as the frame is decoded: the client
     cools a refusing server down for its own backoff only, and says hello again long before
@@ -168,6 +182,7 @@ FAULTS: dict[str, Callable[[], None]] = {
     for f in (
         never_fails_over,
         fails_over_on_bad_credentials,
+        reverses_policy_order,
         ignores_retry_after,
         never_tells_app,
         no_registration_changed,
