@@ -72,3 +72,23 @@ def test_expired_notifications_never_arrive(tmp_path: Path) -> None:
             await env.settled(short.headers["location"], "expired")
 
     trio.run(main)
+
+
+def test_ttl_0_is_never_sent_and_an_ack_after_the_ttl_leaves_it_expired(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with running(config(tmp_path)) as env:
+            peer, _ = await env.hello()
+            endpoint = (await peer.register())["endpoint"]
+            never = await env.push(endpoint, "ttl 0", ttl_s=0)
+            assert never.status_code == 201
+            late = await env.push(endpoint, "acked late", ttl_s=1)
+            notify = await peer.receive()  # the ttl 0 one, pushed first, is not sent ahead
+            assert notify["payload"] == "acked late"
+            await env.settled(never.headers["location"], "expired")
+            await env.settled(late.headers["location"], "expired")
+            await peer.send(type="ack", ids=[notify["id"]])
+            await peer.send(type="ping", ts=1)
+            assert (await peer.receive())["type"] == "pong"  # the ack was read before it
+            assert (await env.report(late.headers["location"]))["status"] == "expired"
+
+    trio.run(main)

@@ -20,8 +20,9 @@ def test_push_errors(tmp_path: Path) -> None:
             assert (await env.push(chat, key="wrong")).status_code == 401
             other = await env.push(mail)  # chat's key, mail's token
             assert other.status_code == 403 and other.json()["error"] == "forbidden"
-            unknown = await env.push(env.here.http + "/v1/push/" + "A" * 32)
-            assert unknown.status_code == 404 and unknown.json()["error"] == "unknown_token"
+            for token in ("A" * 32, "not.a+token", "short"):  # of the token pattern or not
+                unknown = await env.push(env.here.http + "/v1/push/" + token)
+                assert unknown.status_code == 404 and unknown.json()["error"] == "unknown_token"
             big = await env.push(chat, "é" * 2049)  # 4098 bytes in 2049 characters
             assert big.status_code == 413 and big.json()["error"] == "payload_too_large"
             typo = await env.http.post(
@@ -90,5 +91,20 @@ def test_unregistered_token_still_answers_410_after_a_restart(tmp_path: Path) ->
         async with running(cfg) as env:
             gone = await env.push(f"{env.here.http}/v1/push/{token}")
             assert gone.status_code == 410
+
+    trio.run(main)
+
+
+def test_an_upgrade_without_aoi_v1_is_refused_with_400(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with running(config(tmp_path)) as env:
+            headers = {
+                "upgrade": "websocket", "connection": "Upgrade", "sec-websocket-version": "13",
+                "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==",
+            }  # fmt: skip
+            for offer in ({}, {"sec-websocket-protocol": "aoi.v2"}):
+                refused = await env.http.get(env.here.http + "/aoi", headers=headers | offer)
+                assert refused.status_code == 400, refused.text
+                assert refused.json()["error"] == "unsupported_subprotocol"
 
     trio.run(main)

@@ -9,6 +9,7 @@ import pytest
 import trio
 import trustme
 from bench.hostile.session import Closed, Session
+from wsproto.events import BytesMessage
 
 from aoi.net.client import HandshakeError, connect
 
@@ -84,6 +85,21 @@ def test_bad_frames_get_their_error_and_harm_nobody_else(
             assert (await sender.receive())["type"] == "pong"  # the session is still there
             assert (await env.push(endpoint, "unaffected")).status_code == 201
             assert (await bystander.receive())["payload"] == "unaffected"
+
+    trio.run(main)
+
+
+def test_a_binary_message_is_read_as_text_and_invalid_utf8_closes_with_1007(
+    tmp_path: Path,
+) -> None:
+    async def main() -> None:
+        async with running(config(tmp_path)) as env:
+            peer, _ = await env.hello(1)
+            await peer.ws._write((BytesMessage(data=b'{"type": "ping", "ts": 1}'),))
+            assert await peer.receive() == {"type": "pong", "ts": 1}
+            # A masked text frame (a zero mask key) of three bytes that are not UTF-8.
+            await peer.ws._stream.send_all(bytes((0x81, 0x83, 0, 0, 0, 0)) + b"\xff\xfe\xfd")
+            assert (await peer.closed()).code == 1007
 
     trio.run(main)
 
