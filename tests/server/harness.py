@@ -25,7 +25,9 @@ OTHER_KEY = "mail-key-0123456789"
 TIMEOUT = 10
 
 
-def config(tmp_path: Path, **sections: dict[str, Any]) -> ServerConfig:
+def config(tmp_path: Path, **sections: Any) -> ServerConfig:
+    """The test server's configuration; a table given in ``sections`` is merged into its
+    default, a list (``clients``) replaces it."""
     document: dict[str, Any] = {
         "server": {"id": "a", "listen": "127.0.0.1:0", "db": str(tmp_path / "a.db")},
         "clients": [{"client_id": f"dev-{n}", "credential": f"secret-{n}"} for n in range(1, 9)],
@@ -41,7 +43,9 @@ def config(tmp_path: Path, **sections: dict[str, Any]) -> ServerConfig:
         ],
     }
     for name, values in sections.items():
-        document[name] = {**document.get(name, {}), **values}
+        document[name] = (
+            values if isinstance(values, list) else {**document.get(name, {}), **values}
+        )
     return parse_config(document)
 
 

@@ -59,9 +59,15 @@ def test_reconnect_of_a_served_client_is_not_counted_twice(tmp_path: Path) -> No
     async def main() -> None:
         async with running(config(tmp_path, overload={"max_sessions": 1})) as env:
             old, welcome = await env.hello(1)
-            _, again = await env.hello(1, session=welcome["session"])
+            again_peer, again = await env.hello(1, session=welcome["session"])
             assert again["type"] == "welcome" and again["resumed"] is True
             assert (await old.closed()).code == 4409  # the old connection is taken over
+            await again_peer.send(type="bye")
+            await again_peer.closed()
+            _, other = await env.hello(2)  # takes the one place
+            assert other["type"] == "welcome"
+            _, late = await env.hello(1, session=welcome["session"])
+            assert late["reason"] == "overloaded"  # a resume whose connection ended counts
 
     trio.run(main)
 

@@ -93,18 +93,3 @@ def test_unregistered_token_still_answers_410_after_a_restart(tmp_path: Path) ->
             assert gone.status_code == 410
 
     trio.run(main)
-
-
-def test_an_upgrade_without_aoi_v1_is_refused_with_400(tmp_path: Path) -> None:
-    async def main() -> None:
-        async with running(config(tmp_path)) as env:
-            headers = {
-                "upgrade": "websocket", "connection": "Upgrade", "sec-websocket-version": "13",
-                "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==",
-            }  # fmt: skip
-            for offer in ({}, {"sec-websocket-protocol": "aoi.v2"}):
-                refused = await env.http.get(env.here.http + "/aoi", headers=headers | offer)
-                assert refused.status_code == 400, refused.text
-                assert refused.json()["error"] == "unsupported_subprotocol"
-
-    trio.run(main)

@@ -132,12 +132,44 @@ def test_unsupported_version_and_failed_hello_limit(tmp_path: Path) -> None:
     trio.run(main)
 
 
+def test_a_hello_naming_another_provider_than_the_clients_is_forbidden(tmp_path: Path) -> None:
+    clients = [{"client_id": "dev-1", "credential": "secret-1", "provider": "op.example"}]
+
+    async def main() -> None:
+        async with running(config(tmp_path, clients=clients)) as env:
+            answers = []
+            for provider in ("other.example", "op.example", None):
+                peer = Peer(await connect(env.here.aoi2, "aoi.v1"))
+                env.peers.append(peer)
+                hello = {"version": 1, "client_id": "dev-1", "credential": "secret-1"}
+                await peer.send(
+                    type="hello", **hello, **({"provider": provider} if provider else {})
+                )
+                answer = await peer.receive()
+                answers.append(answer.get("reason", answer["type"]))
+                if answer["type"] == "reject":
+                    assert (await peer.closed()).code == 4001
+                else:
+                    await peer.send(type="bye")
+                    await peer.closed()
+            assert answers == ["forbidden", "welcome", "welcome"]
+
+    trio.run(main)
+
+
 def test_subprotocol_is_required(tmp_path: Path) -> None:
     async def main() -> None:
         async with running(config(tmp_path)) as env:
             with pytest.raises(HandshakeError) as refused:
                 await connect(env.here.aoi2, "mqtt")
             assert refused.value.status == 400
+            upgrade = {
+                "upgrade": "websocket", "connection": "Upgrade", "sec-websocket-version": "13",
+                "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==",
+            }  # fmt: skip
+            offered_none = await env.http.get(env.here.http + "/aoi", headers=upgrade)
+            assert offered_none.status_code == 400
+            assert offered_none.json()["error"] == "unsupported_subprotocol"
 
     trio.run(main)
 
