@@ -11,14 +11,14 @@ import pytest
 from conformance.ixit import load_ixit
 from conformance.registry import load_scenarios
 
-from tests.suite.harness import PYTEST, ROOT, run_suite, target
+from tests.suite.harness import PYTEST, ROOT, SUITE, run_suite, target
 
 pytestmark = pytest.mark.slow
 
 
 def _collect(*args: str) -> list[str]:
     done = subprocess.run(
-        [PYTEST, "conformance", "--collect-only", "-q", *args],
+        [*SUITE, "--collect-only", "-q", *args],
         cwd=ROOT, capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr

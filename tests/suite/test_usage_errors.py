@@ -6,14 +6,14 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from tests.suite.harness import PYTEST, ROOT
+from tests.suite.harness import ROOT, SUITE
 
 EXAMPLE = ROOT / "conformance" / "ixit.example.toml"
 USAGE_ERROR = 4  # pytest.ExitCode.USAGE_ERROR
 
 
 def _pytest(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    command = [PYTEST, "conformance", "--reports-dir", str(tmp_path / "reports"), *args]
+    command = [*SUITE, "--reports-dir", str(tmp_path / "reports"), *args]
     return subprocess.run(
         command, cwd=ROOT, capture_output=True, text=True, timeout=120, check=False
     )
