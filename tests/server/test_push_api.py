@@ -48,8 +48,12 @@ def test_rate_limit_answers_429_with_retry_after(tmp_path: Path) -> None:
         async with running(cfg) as env:
             peer, _ = await env.hello()
             mail = (await peer.register(OTHER_APP))["endpoint"]
-            statuses = [(await env.push(mail, key=OTHER_KEY)).status_code for _ in range(20)]
-            assert statuses == [201] * 20  # the burst
+            for _ in range(25):  # asking for reports spends nothing of the rate
+                assert (await env.report("/v1/messages/none", OTHER_KEY))["error"] == "not_found"
+            statuses = [(await env.push(mail, key=OTHER_KEY)).status_code for _ in range(10)]
+            unknown = env.here.http + "/v1/push/" + "A" * 32
+            statuses += [(await env.push(unknown, key=OTHER_KEY)).status_code for _ in range(10)]
+            assert statuses == [201] * 10 + [404] * 10  # the burst: refused pushes count too
             limited = await env.push(mail, key=OTHER_KEY)
             assert limited.status_code == 429 and int(limited.headers["retry-after"]) >= 1
 
