@@ -55,3 +55,22 @@ def test_every_semantic_problem_is_reported_at_once() -> None:
 
 def test_unknown_members_are_ignored() -> None:
     assert load_policy(document(future_field={"x": 1})).policy_version == 7
+
+
+def test_the_optional_members_are_those_of_the_schema_and_the_limits_too() -> None:
+    for member in ("valid_until", "app_routes"):
+        doc = document()
+        del doc[member]
+        assert load_policy(doc).policy_version == 7
+    for member in ("fallback", "multi_server"):
+        doc = document()
+        del doc[member]
+        with pytest.raises(PolicyError):
+            load_policy(doc)
+    doc = document()
+    doc["reallocation"]["backoff"]["initial_ms"] = 0
+    with pytest.raises(PolicyError):
+        load_policy(doc)
+    doc["reallocation"]["backoff"].update(initial_ms=100, jitter="none")
+    backoff = load_policy(doc).reallocation.backoff
+    assert [backoff.delay_s(n, 0.3) for n in range(3)] == [backoff.cap_s(n) for n in range(3)]

@@ -117,6 +117,14 @@ def test_return_to_preferred() -> None:
     assert back == Served(A, False, "c", None)
 
 
+def test_return_to_preferred_after_0_s_means_never() -> None:
+    r = Reallocator(policy(back=0), [A, C], "priority_weighted", random.Random(3))
+    r.start(0.0)
+    r.report("a", Outcome.OVERLOADED, 0.0, retry_after_s=100)
+    served = r.report("c", Outcome.ACCEPTED, 1.0)
+    assert isinstance(served, Served) and served.return_at is None
+
+
 @pytest.mark.parametrize("attempt", range(0, 40))
 def test_backoff_bounds(attempt: int) -> None:
     cap = BACKOFF.cap_s(attempt)
