@@ -117,6 +117,15 @@ def test_return_to_preferred() -> None:
     assert back == Served(A, False, "c", None)
 
 
+def test_after_a_loss_one_failed_reconnection_counts_the_server_as_tried() -> None:
+    r = Reallocator(policy(back=600), [A, C], "priority_weighted", random.Random(3))
+    r.report(r.start(0.0).server.id, Outcome.ACCEPTED, 0.0)
+    lost = r.report("a", Outcome.LOST, 10.0)
+    assert isinstance(lost, Connect) and lost.server == A
+    moved = r.report("a", Outcome.UNREACHABLE, lost.at)  # on_unreachable: next_server
+    assert isinstance(moved, Connect) and moved.server == C
+
+
 def test_return_to_preferred_after_0_s_means_never() -> None:
     r = Reallocator(policy(back=0), [A, C], "priority_weighted", random.Random(3))
     r.start(0.0)
