@@ -135,7 +135,7 @@ class FakeConnection:
                 if other.state is self.state:
                     await other.ws.close(4409, "resumed elsewhere")
             server.live.append(self)
-            welcome = Welcome(server_id=server.id, session=self.state.id,
+            welcome = Welcome(server_id=server.welcome_id, session=self.state.id,
                               keepalive_s=server.keepalive_s, limits=Limits(4096, 32),
                               resumed=resumed)  # fmt: skip
             await self.send(welcome)
@@ -163,6 +163,7 @@ class FakeConnection:
 class FakeServer:
     def __init__(self, server_id: str, priority: int = 1) -> None:
         self.id = server_id
+        self.welcome_id = server_id  # the server_id its welcome gives
         self.priority = priority
         self.url = f"ws://{server_id}.test/aoi"
         self.reject: tuple[str, float | None] | None = None

@@ -16,6 +16,7 @@ OTHER = "com.example.mail"
 
 def test_register_and_deliver_end_to_end(tmp_path: Path) -> None:
     a = FakeServer("a")
+    a.welcome_id = "a-node-7"  # AOI-1 names the server by its policy id, not the welcome's
 
     async def main() -> None:
         async with running(tmp_path, [policy(a)], a) as h:
