@@ -13,6 +13,7 @@ from aoi.core.messages import Bye, Unregister
 from .fakes import FakeServer, policy, run, running
 
 APP = "com.example.chat"
+OTHER = "com.example.mail"
 MS = 0.001
 
 
@@ -280,5 +281,10 @@ def test_without_notify_app_apps_are_not_told_of_failures(tmp_path: Path) -> Non
             a.reject = None
             await app.quiet(60)  # resumed later: same token, nothing to tell either
             assert a.token(APP) == registered["token"] and len(a.hellos) >= 3
+            a.reject = ("overloaded", 20.0)
+            await a.drop()
+            late = await h.app()  # an app_register is still answered, by connection_failed
+            failed = await late.register(OTHER)
+            assert failed["type"] == "connection_failed" and failed["app_id"] == OTHER
 
     run(main)
