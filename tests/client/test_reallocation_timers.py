@@ -288,3 +288,21 @@ def test_without_notify_app_apps_are_not_told_of_failures(tmp_path: Path) -> Non
             assert failed["type"] == "connection_failed" and failed["app_id"] == OTHER
 
     run(main)
+
+
+def test_an_app_first_answered_connection_failed_is_told_its_registration_as_a_change(
+    tmp_path: Path,
+) -> None:
+    a = FakeServer("a")
+    a.reject = ("overloaded", 20.0)
+
+    async def main() -> None:
+        async with running(tmp_path, [policy(a)], a) as h:
+            app = await h.app()
+            assert (await app.register(APP))["type"] == "connection_failed"
+            a.reject = None
+            changed = await app.expect("registration_changed", timeout=120)
+            assert (changed["reason"], changed["token"]) == ("reallocated", a.token(APP))
+            assert (await app.expect("connection_restored"))["server_id"] == "a"
+
+    run(main)
