@@ -246,3 +246,23 @@ def test_hello_resumes_the_session(tmp_path: Path) -> None:
             assert second.session == "a-session-000001"
 
     run(main)
+
+
+def test_an_id_the_app_acked_is_not_shown_again_whichever_server_sends_it(tmp_path: Path) -> None:
+    a, b = FakeServer("a"), FakeServer("b", priority=2)
+
+    async def main() -> None:
+        async with running(tmp_path, [policy(a, b)], a, b) as h:
+            app = await h.app()
+            await app.register(APP)
+            await a.notify(APP, "n1", "once")
+            assert (await app.expect("app_notification"))["id"] == "n1"
+            await app.send(type="app_ack", id="n1")
+            a.reject = ("overloaded", 100.0)
+            await a.redirect(retry_after_s=100)
+            assert (await app.expect("registration_changed", timeout=60))["server_id"] == "b"
+            await b.notify(APP, "n1", "once")  # the same id, from another server
+            await app.quiet(2)
+            assert [m.ids for _, m in b.received_of(Ack)] == [("n1",)]  # acked at once
+
+    run(main)
