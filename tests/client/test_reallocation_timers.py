@@ -217,12 +217,14 @@ def test_unreachable_server_backoff_grows_within_bounds(tmp_path: Path) -> None:
     run(main)
 
 
-def test_return_to_preferred(tmp_path: Path) -> None:
+@pytest.mark.parametrize("allowed", [True, False])  # without multi_server: two sessions a moment
+def test_return_to_preferred(tmp_path: Path, allowed: bool) -> None:
     a, c = FakeServer("a", 1), FakeServer("c", 2)
     a.reject = ("overloaded", 100.0)
+    doc = policy(a, c, multi_server={"allowed": allowed, "max_concurrent": 4 if allowed else 1})
 
     async def main() -> None:
-        async with running(tmp_path, [policy(a, c)], a, c) as h:
+        async with running(tmp_path, [doc], a, c) as h:
             app = await h.app()
             registered = await app.register(APP)
             served_at = trio.current_time()
