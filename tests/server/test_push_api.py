@@ -97,3 +97,18 @@ def test_unregistered_token_still_answers_410_after_a_restart(tmp_path: Path) ->
             assert gone.status_code == 410
 
     trio.run(main)
+
+
+def test_unknown_paths_and_methods_are_answered_before_any_key(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with running(config(tmp_path)) as env:
+            lost = await env.http.get(env.here.http + "/v1/nothing")
+            assert (lost.status_code, lost.json()["error"]) == (404, "not_found")
+            for method, path, allow in (
+                ("GET", "/v1/push/" + "A" * 24, "POST"), ("DELETE", "/v1/health", "GET, HEAD"),
+            ):  # fmt: skip
+                wrong = await env.http.request(method, env.here.http + path)
+                assert (wrong.status_code, wrong.json()["error"]) == (405, "method_not_allowed")
+                assert wrong.headers["allow"] == allow
+
+    trio.run(main)
