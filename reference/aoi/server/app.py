@@ -211,7 +211,8 @@ class Server:
 
     async def _shed(self) -> None:
         """Past the high-water mark, or draining, move sessions elsewhere with redirect, a few
-        at a time, newest first."""
+        at a time: first those of the clients the hub came to know last (not the newest
+        sessions: a client known since the start keeps its place when it reconnects)."""
         alternates = self.config.overload.alternates or None
         while True:
             await trio.sleep(SHED_TICK_S)
