@@ -81,7 +81,7 @@ def test_a_wrong_option_value_is_one_line_each_and_moves_nothing(tmp_path: Path)
 def test_a_reports_dir_that_cannot_be_made_is_one_line(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("", encoding="utf-8")
     done = subprocess.run(
-        [PYTEST, "conformance", "--reports-dir", str(tmp_path / "file" / "reports")],
+        [*SUITE, "--reports-dir", str(tmp_path / "file" / "reports")],
         cwd=ROOT, capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
     assert done.returncode == USAGE_ERROR, done.stdout + done.stderr
