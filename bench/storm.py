@@ -86,7 +86,6 @@ import httpx
 import trio
 import trio.testing
 from wsproto import ConnectionType, WSConnection
-from wsproto.connection import Connection
 from wsproto.events import AcceptConnection, CloseConnection, TextMessage
 from wsproto.events import Message as WsMessage
 from wsproto.events import Request as WsRequest
@@ -498,8 +497,8 @@ def policy_document(a: str, b: str, c: str, settings: Settings, returning: bool)
 def app_pair() -> tuple[WebSocket, WebSocket]:
     """Both ends of one AOI-1 WebSocket, in memory: (the app's, the client daemon's)."""
     a, b = trio.testing.memory_stream_pair()
-    app = WebSocket(a, Connection(ConnectionType.CLIENT), subprotocol="aoi-app.v1", remote="mem")
-    peer = WebSocket(b, Connection(ConnectionType.SERVER), subprotocol="aoi-app.v1", remote="mem")
+    app = WebSocket(a, client=True, subprotocol="aoi-app.v1", remote="mem")
+    peer = WebSocket(b, subprotocol="aoi-app.v1", remote="mem")
     return app, peer
 
 

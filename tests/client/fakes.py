@@ -18,8 +18,6 @@ from typing import Any
 
 import trio
 import trio.testing
-from wsproto import ConnectionType
-from wsproto.connection import Connection
 
 from aoi.client.config import ClientConfig, ProviderConfig
 from aoi.client.daemon import Daemon
@@ -51,8 +49,8 @@ TIMEOUT = 3600.0  # virtual seconds: a test that waits this long has failed
 def ws_pair(subprotocol: str) -> tuple[WebSocket, WebSocket]:
     """Two ends of one WebSocket (client, server), in memory."""
     a, b = trio.testing.memory_stream_pair()
-    client = WebSocket(a, Connection(ConnectionType.CLIENT), subprotocol=subprotocol, remote="mem")
-    server = WebSocket(b, Connection(ConnectionType.SERVER), subprotocol=subprotocol, remote="mem")
+    client = WebSocket(a, client=True, subprotocol=subprotocol, remote="mem")
+    server = WebSocket(b, subprotocol=subprotocol, remote="mem")
     return client, server
 
 

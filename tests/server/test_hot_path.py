@@ -166,7 +166,7 @@ def test_a_fast_read_is_never_lost_to_a_cancelled_scope() -> None:
 def test_send_now_keeps_the_order_of_frames_when_the_socket_is_full() -> None:
     async def main() -> None:
         stream, peer = socket_pair(buffer=4096)
-        ws = WebSocket(stream, Connection(ConnectionType.SERVER), subprotocol="x", remote="t")
+        ws = WebSocket(stream, subprotocol="x", remote="t")
         reader = Connection(ConnectionType.CLIENT)
         texts = [f"{n:05d}" + "y" * 500 for n in range(200)]
         left_over = False
@@ -203,7 +203,7 @@ def test_send_now_keeps_the_order_of_frames_when_the_socket_is_full() -> None:
 def test_send_now_never_raises_for_a_broken_connection() -> None:
     async def main() -> None:
         stream, peer = socket_pair()
-        ws = WebSocket(stream, Connection(ConnectionType.SERVER), subprotocol="x", remote="t")
+        ws = WebSocket(stream, subprotocol="x", remote="t")
         peer.close()
         results = {ws.send_now(["a" * 1000]) for _ in range(50)}
         assert True in results  # the writer is told to find out

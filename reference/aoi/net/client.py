@@ -1,16 +1,17 @@
-"""Opening a WebSocket as a client: TCP or TLS, then the wsproto handshake."""
+"""Opening a WebSocket as a client: TCP or TLS, then the opening handshake (RFC 6455 4.1),
+its answer read by h11."""
 
 from __future__ import annotations
 
+import base64
+import os
 import ssl
 from urllib.parse import urlsplit
 
+import h11
 import trio
-from wsproto import ConnectionType, WSConnection
-from wsproto.events import AcceptConnection, RejectConnection, RejectData
-from wsproto.events import Request as WsRequest
-from wsproto.utilities import RemoteProtocolError
 
+from .upgrade import accept_key
 from .websocket import RECEIVE_SIZE, WebSocket
 
 
@@ -43,37 +44,20 @@ async def connect(
     try:
         if isinstance(stream, trio.SSLStream):
             await _tls_handshake(stream, host)
-        ws = WSConnection(ConnectionType.CLIENT)
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         netloc = parts.netloc.rsplit("@", 1)[-1]
-        await stream.send_all(
-            ws.send(WsRequest(host=netloc, target=target, subprotocols=[subprotocol]))
+        key = base64.b64encode(os.urandom(16)).decode()
+        conn = h11.Connection(h11.CLIENT)
+        await stream.send_all(_request(conn, netloc, target, key, subprotocol))
+        subprotocol_given, received = await _answer(stream, conn, key)
+        return WebSocket(
+            stream,
+            client=True,
+            subprotocol=subprotocol_given,
+            remote=host,
+            max_message=max_message,
+            received=received,
         )
-        status: int | None = None
-        while True:
-            data = await stream.receive_some(RECEIVE_SIZE)
-            if not data:
-                raise HandshakeError("connection closed during the handshake", status)
-            try:
-                ws.receive_data(bytes(data))
-                events = list(ws.events())
-            except RemoteProtocolError as exc:
-                raise HandshakeError(f"not a WebSocket handshake answer: {exc}", status) from exc
-            for event in events:
-                if isinstance(event, AcceptConnection):
-                    return WebSocket(
-                        stream,
-                        ws,
-                        subprotocol=event.subprotocol,
-                        remote=host,
-                        max_message=max_message,
-                    )
-                if isinstance(event, RejectConnection):
-                    status = event.status_code
-                    if not event.has_body:
-                        raise HandshakeError(f"upgrade refused with HTTP {status}", status)
-                elif isinstance(event, RejectData) and event.body_finished:
-                    raise HandshakeError(f"upgrade refused with HTTP {status}", status)
     except BaseException:
         with trio.move_on_after(1) as scope:
             scope.shield = True
@@ -95,3 +79,45 @@ async def _tls_handshake(stream: trio.SSLStream[trio.abc.Stream], host: str) -> 
         if isinstance(cause, ssl.SSLError):
             raise HandshakeError(f"TLS handshake with {host} failed: {cause.reason}") from exc
         raise
+
+
+def _request(conn: h11.Connection, host: str, target: str, key: str, subprotocol: str) -> bytes:
+    headers = [
+        ("host", host),
+        ("upgrade", "websocket"),
+        ("connection", "Upgrade"),
+        ("sec-websocket-key", key),
+        ("sec-websocket-version", "13"),
+        ("sec-websocket-protocol", subprotocol),
+    ]
+    data = conn.send(h11.Request(method="GET", target=target, headers=headers)) or b""
+    return data + (conn.send(h11.EndOfMessage()) or b"")
+
+
+async def _answer(
+    stream: trio.abc.Stream, conn: h11.Connection, key: str
+) -> tuple[str | None, bytes]:
+    """The server's answer to the upgrade: the subprotocol it chose and the bytes that came
+    after its head; raises :class:`HandshakeError` for anything but a valid 101."""
+    status: int | None = None
+    while True:
+        try:
+            event = conn.next_event()
+        except h11.RemoteProtocolError as exc:
+            raise HandshakeError(f"not a WebSocket handshake answer: {exc}", status) from exc
+        if event is h11.NEED_DATA:
+            data = await stream.receive_some(RECEIVE_SIZE)
+            if not data:
+                raise HandshakeError("connection closed during the handshake", status)
+            conn.receive_data(bytes(data))
+        elif isinstance(event, h11.InformationalResponse) and event.status_code == 101:
+            headers = {k.lower(): v.decode("latin-1").strip() for k, v in event.headers}
+            if headers.get(b"upgrade", "").lower() != "websocket":
+                raise HandshakeError("the 101 answer does not upgrade to websocket", 101)
+            if headers.get(b"sec-websocket-accept") != accept_key(key):
+                raise HandshakeError("the 101 answer has a wrong Sec-WebSocket-Accept", 101)
+            return headers.get(b"sec-websocket-protocol"), bytes(conn.trailing_data[0])
+        elif isinstance(event, h11.Response):
+            status = event.status_code
+        elif isinstance(event, h11.EndOfMessage | h11.ConnectionClosed):
+            raise HandshakeError(f"upgrade refused with HTTP {status}", status)

@@ -1,4 +1,4 @@
-"""One listener for HTTP/1.1 (h11) and WebSocket upgrades (wsproto), on trio.
+"""One listener for HTTP/1.1 (llhttp, see :mod:`aoi.net.http1`) and WebSocket upgrades, on trio.
 
 The owner gives a handler for plain requests and a handler per WebSocket path; everything
 about bytes, keep-alive, limits and handshakes stays here. Nothing a peer sends stops the
@@ -15,24 +15,18 @@ import logging
 import re
 import resource
 import ssl
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any
 
-import h11
 import trio
-from wsproto import ConnectionType
-from wsproto.events import AcceptConnection
-from wsproto.handshake import H11Handshake
-from wsproto.utilities import RemoteProtocolError as WsRemoteProtocolError
 
-from . import fastio, upgrade
+from . import fastio, frames, http1, upgrade
 from .throttled import Throttled
 from .turns import Ticket, Turns
 from .websocket import RECEIVE_SIZE, ConnectionClosed, WebSocket
 
-MAX_HEAD = 16384  # bytes of a request head (request line and headers)
 FD_RESERVE = 64  # descriptors kept from connections: the store, logs, admin
 ADMIN_SOURCES = frozenset({"127.0.0.1", "::1"})
 ADMIN_CONNECTIONS = 16  # connections from ADMIN_SOURCES allowed beyond the cap
@@ -40,11 +34,7 @@ LINGER_S = 2.0  # after an error answer, how long the rest of the request is rea
 LINGER_BYTES = 1 << 20
 ACCEPT_RETRY_S = 0.1  # after accept(2) failed for lack of descriptors or memory
 ACCEPT_CAPACITY_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
-HTTP_VERSIONS = frozenset({b"1.0", b"1.1"})
-# A request line, checked while its head is still incomplete: "GET /\r\n" (HTTP/0.9) or
-# other bytes that will never become an HTTP/1.x head are answered at once, not at the
-# head's deadline.
-REQUEST_LINE = re.compile(rb"[!-~]+ [!-~]+ HTTP/[0-9]\.[0-9]\r?")
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _GONE = (
     trio.BrokenResourceError,
     trio.ClosedResourceError,
@@ -92,19 +82,53 @@ class Response:
         return cls.json(status, {"error": code, "detail": detail[:1024], **extra}, headers)
 
     def raw(self) -> bytes:
-        """The whole answer as bytes, closing the connection: for a peer whose request
-        could not be parsed (no HTTP state machine to write through)."""
-        lines = [
-            f"HTTP/1.1 {self.status} {_REASONS.get(self.status, b'').decode()}",
-            f"content-type: {self.content_type}",
-            f"content-length: {len(self.body)}",
-            *(f"{name}: {value}" for name, value in self.headers),
-            "connection: close",
-        ]
-        return "\r\n".join(lines).encode("latin-1") + b"\r\n\r\n" + self.body
+        """The whole answer as bytes, closing the connection."""
+        return self.encode(close=True)
+
+    def encode(self, close: bool = False, head_only: bool = False) -> bytes:
+        """The answer as bytes: its status line and first headers prebuilt (see
+        ``_prefix``), ``connection: close`` when ``close``, no body when ``head_only``."""
+        body = self.body
+        key = (self.status, self.content_type)
+        prefix = _PREFIXES.get(key) or _prefix(*key)
+        parts = [prefix, str(len(body)).encode(), b"\r\n"]
+        for name, value in self.headers:
+            parts.append(f"{name}: {value}\r\n".encode("latin-1"))
+        parts.append(b"connection: close\r\n\r\n" if close else b"\r\n")
+        if not head_only:
+            parts.append(body)
+        data = b"".join(parts)
+        if frames.CHECK_OUTGOING:
+            _check_answer(data)
+        return data
 
 
-_REASONS = {status.value: status.phrase.encode() for status in HTTPStatus}
+_REASONS = {status.value: status.phrase for status in HTTPStatus}
+_PREFIXES: dict[tuple[int, str], bytes] = {}
+
+
+def _prefix(status: int, content_type: str) -> bytes:
+    """A response's head up to its Content-Length value, kept for the next one alike."""
+    reason = _REASONS.get(status, "")
+    prefix = f"HTTP/1.1 {status} {reason}\r\ncontent-type: {content_type}\r\ncontent-length: "
+    data = prefix.encode("latin-1")
+    if len(_PREFIXES) < 256:
+        _PREFIXES[(status, content_type)] = data
+    return data
+
+
+_FIELD = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+: [\t\x20-\x7e\x80-\xff]*")
+
+
+def _check_answer(data: bytes) -> None:
+    """The debugging check of an answer this server built: a status line, then fields."""
+    head, _, _ = data.partition(b"\r\n\r\n")
+    line, *fields = head.split(b"\r\n")
+    if not re.fullmatch(rb"HTTP/1\.1 [1-5][0-9][0-9] [\t\x20-\x7e]*", line):
+        raise AssertionError(f"a broken status line: {line!r}")
+    for field_line in fields:
+        if not _FIELD.fullmatch(field_line):
+            raise AssertionError(f"a broken header field: {field_line!r}")
 
 
 class Headers(Mapping[str, str]):
@@ -114,12 +138,12 @@ class Headers(Mapping[str, str]):
     __slots__ = ("_decoded", "_raw")
 
     def __init__(self, raw: Sequence[tuple[bytes, bytes]]) -> None:
-        self._raw = raw  # h11's: names already lower case
+        self._raw = raw  # the parser's: names already lower case
         self._decoded: dict[str, str] | None = None
 
     def _all(self) -> dict[str, str]:
         if self._decoded is None:
-            self._decoded = {k.decode("latin-1"): v.decode("latin-1") for k, v in _items(self._raw)}
+            self._decoded = {k.decode("latin-1"): v.decode("latin-1") for k, v in self._raw}
         return self._decoded
 
     def get(self, name: str, default: Any = None) -> Any:
@@ -127,7 +151,7 @@ class Headers(Mapping[str, str]):
             return self._decoded.get(name, default)
         wanted = name.encode("latin-1", "replace")
         found = None
-        for k, v in _items(self._raw):
+        for k, v in self._raw:
             if k == wanted:
                 found = v
         return default if found is None else found.decode("latin-1")
@@ -308,60 +332,46 @@ class HttpServer:
                     scope.cancel()
 
     async def _serve_connection(self, c: _Connection) -> None:
-        conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD)
+        parser = http1.RequestParser(self.max_body)
         websockets = self.websockets
         answered = False  # the peer is most likely waiting for the answer before sending more
         while True:
-            try:
-                head = await self._head(c, conn, expect_wait=answered)
-            except _Refused as refused:
-                await self._answer_and_close(c, refused.response)
+            head = await self._next(c, parser, expect_wait=answered)
+            if head is None:
                 return
-            if type(head) is not h11.Request:
+            if type(head) is http1.Refusal:
+                response = Response.error(head.status, head.code, head.detail)
+                await self._answer_and_close(c, response)
                 return
-            refusal = _head_refusal(head)
-            if refusal is not None:
-                await self._answer_and_close(c, refusal)
-                return
+            assert type(head) is http1.Head
             target = head.target.decode("latin-1")
             path, _, query = target.partition("?")
             route = websockets.get(path)
             if route is not None:
-                ws = await self._upgrade(c, conn, head, route)
+                ws = await self._upgrade(c, head, route)
                 # The HTTP exchange is over. Nothing it parsed may live as long as the
-                # WebSocket: h11's connection and request, wsproto's handshake and the
-                # headers cost about 7 KB per idle session. Handlers get no headers.
-                del conn, head
+                # WebSocket: the parser, the request and its headers. Handlers get no headers.
+                del parser, head
                 if ws is not None:
                     c.partial = False
                     await route.handler(ws, Request("GET", path, query, {}, b"", c.remote))
                 return
             method = head.method.decode("latin-1")
-            try:
-                body = await self._body(c, conn, head)
-            except h11.RemoteProtocolError as exc:
-                await self._answer_and_close(c, _protocol_error(exc, b""))
+            if head.upgrade and _declares_body(head.headers):
+                detail = "a request that asks for an upgrade here carries no body"
+                await self._answer_and_close(c, Response.error(400, "malformed_request", detail))
                 return
-            if body is None:
-                response = Response.error(
-                    413, "payload_too_large", f"body over {self.max_body} bytes"
-                )
-                await self._answer_and_close(c, response, conn)
-                return
-            request = Request(method, path, query, Headers(head.headers), body, c.remote)
+            request = Request(method, path, query, Headers(head.headers), head.body, c.remote)
             try:
                 response = await self.http(request)
             except Exception:  # a handler bug must not take the listener down
                 log.exception("request_failed", extra={"method": method, "path": path})
                 response = Response.error(500, "internal_error", "the server failed")
-            await self._respond(c.stream, conn, response, head_only=method == "HEAD")
+            close = not head.keep_alive
+            await fastio.send_all(c.stream, response.encode(close, head_only=method == "HEAD"))
             c.ticket.finish()
             answered = True
-            if conn.our_state is h11.MUST_CLOSE or conn.their_state is h11.MUST_CLOSE:
-                return
-            try:
-                conn.start_next_cycle()
-            except h11.LocalProtocolError:
+            if close:
                 return
 
     async def _receive(self, c: _Connection, deadline: float, expect_wait: bool) -> bytes:
@@ -381,125 +391,60 @@ class HttpServer:
             await ticket.take()
         return data
 
-    async def _head(self, c: _Connection, conn: h11.Connection, *, expect_wait: bool) -> Any:
-        """The next request head (``h11.Request``), or what ended the connection: it may
-        take ``idle_timeout_s`` to begin, and ``head_timeout_s`` from its first byte."""
+    async def _next(
+        self, c: _Connection, parser: http1.RequestParser, *, expect_wait: bool
+    ) -> http1.Head | http1.Refusal | None:
+        """The next request (or the refusal that ends the connection); ``None`` when the
+        peer closed between requests. A request may take ``idle_timeout_s`` to begin,
+        ``head_timeout_s`` for its head from its first byte and ``body_timeout_s`` for its
+        body from its head."""
+        ready = parser.ready
         deadline = trio.current_time() + self.idle_timeout_s
-        line: bytes | None = b""  # an incomplete head, until its request line was checked
-        received = data = b""
-        while True:
-            try:
-                event = conn.next_event()
-                if event is not h11.NEED_DATA:
-                    return event
-                if data and line is not None:
-                    line = _check_request_line(line + data)
-            except h11.RemoteProtocolError as exc:
-                raise _Refused(_protocol_error(exc, received)) from exc
-            if data and not c.partial:
-                c.partial = True
-                deadline = trio.current_time() + self.head_timeout_s
+        phase = 0  # what the deadline is for: 0 the start, 1 the head, 2 the body
+        while not ready:
+            if parser.done:
+                return None
+            if parser.head_done:
+                if phase < 2:
+                    phase, deadline = 2, trio.current_time() + self.body_timeout_s
+                if parser.continue_expected:
+                    parser.continue_expected = False
+                    await fastio.send_all(c.stream, CONTINUE)
+            elif parser.started and phase < 1:
+                phase, deadline = 1, trio.current_time() + self.head_timeout_s
+            c.partial = parser.started
             data = await self._receive(c, deadline, expect_wait)
-            received += data
             expect_wait = False
-            conn.receive_data(data)
-            if not data:
-                return h11.ConnectionClosed()
+            parser.feed(data)
+            if not data and not ready:
+                return None
+        c.partial = False
+        return ready.pop(0)
 
-    async def _body(self, c: _Connection, conn: h11.Connection, head: h11.Request) -> bytes | None:
-        """The request's body, or ``None`` when it is larger than ``max_body``."""
-        c.partial = True
-        for name, value in _items(head.headers):
-            if name == b"content-length" and _too_long(value, self.max_body):
-                return None  # refused before a byte of it is read
-        if conn.they_are_waiting_for_100_continue:
-            await fastio.send_all(
-                c.stream, conn.send(h11.InformationalResponse(status_code=100, headers=[]))
-            )
-        deadline = trio.current_time() + self.body_timeout_s
-        parts: list[bytes] = []
-        size = 0
-        while True:
-            event = conn.next_event()
-            if event is h11.NEED_DATA:
-                data = await self._receive(c, deadline, False)
-                conn.receive_data(data)
-                if not data:
-                    raise h11.RemoteProtocolError("the request body ended early", 400)
-                continue
-            if isinstance(event, h11.Data):
-                size += len(event.data)
-                if size > self.max_body:
-                    return None
-                parts.append(event.data)
-            elif isinstance(event, h11.EndOfMessage):
-                c.partial = False
-                return parts[0] if len(parts) == 1 else b"".join(parts)
-            else:
-                raise h11.RemoteProtocolError("the request body ended early", 400)
-
-    async def _respond(
-        self,
-        stream: trio.abc.Stream,
-        conn: h11.Connection,
-        response: Response,
-        close: bool = False,
-        head_only: bool = False,
-    ) -> None:
-        headers = [
-            ("content-type", response.content_type),
-            ("content-length", str(len(response.body))),
-            *response.headers,
-        ]
-        if close:
-            headers.append(("connection", "close"))
-        status = response.status
-        data = conn.send(
-            h11.Response(status_code=status, headers=headers, reason=_REASONS.get(status, b""))
-        )
-        if response.body and not head_only:
-            data += conn.send(h11.Data(data=response.body))
-        data += conn.send(h11.EndOfMessage())
-        await fastio.send_all(stream, data)
-
-    async def _answer_and_close(
-        self, c: _Connection, response: Response, conn: h11.Connection | None = None
-    ) -> None:
+    async def _answer_and_close(self, c: _Connection, response: Response) -> None:
         """Answer an erroneous request and end the connection (its bytes may be anything)."""
         c.partial = False
-        if conn is not None and conn.our_state is h11.SEND_RESPONSE:
-            await self._respond(c.stream, conn, response, close=True)
-        else:
-            await fastio.send_all(c.stream, response.raw())
+        await fastio.send_all(c.stream, response.raw())
         await _linger(c.stream)
 
     async def _upgrade(
-        self, c: _Connection, conn: h11.Connection, head: h11.Request, route: WebSocketRoute
+        self, c: _Connection, head: http1.Head, route: WebSocketRoute
     ) -> WebSocket | None:
         """Complete the handshake: the WebSocket, or ``None`` if it was refused (answered)."""
-        headers = list(_items(head.headers))
-        refusal = upgrade.refusal(head.method, head.http_version, headers, route.subprotocol)
-        if refusal is None:
-            handshake = H11Handshake(ConnectionType.SERVER)
-            try:  # the rules above should leave wsproto nothing to object to
-                handshake.initiate_upgrade_connection(headers, head.target)
-                accepted = handshake.send(AcceptConnection(subprotocol=route.subprotocol))
-            except WsRemoteProtocolError as exc:
-                refusal = upgrade.Refusal(400, "invalid_upgrade", str(exc))
+        headers = head.headers
+        version = head.version.encode("latin-1")
+        refusal = upgrade.refusal(head.method, version, headers, route.subprotocol)
+        if refusal is None and not head.upgrade:  # the rules above should leave llhttp agreeing
+            refusal = upgrade.Refusal(400, "invalid_upgrade", "not an upgrade request")
         if refusal is not None:
             response = Response.error(refusal.status, refusal.code, refusal.detail, refusal.headers)
-            await self._answer_and_close(c, response, conn)
+            await self._answer_and_close(c, response)
             return None
-        await fastio.send_all(c.stream, accepted)
-        connection = handshake.connection
-        if connection is None:
-            return None
-        leftover, _closed = conn.trailing_data
-        if leftover:
-            connection.receive_data(bytes(leftover))
+        key = next(v for k, v in headers if k == b"sec-websocket-key").decode("latin-1").strip()
+        await fastio.send_all(c.stream, upgrade.accepted(key, route.subprotocol))
         return WebSocket(
-            c.stream, connection, subprotocol=route.subprotocol, remote=c.remote,
-            max_message=route.max_message, ticket=c.ticket,
+            c.stream, subprotocol=route.subprotocol, remote=c.remote,
+            max_message=route.max_message, ticket=c.ticket, received=head.leftover,
         )  # fmt: skip
 
 
@@ -527,75 +472,11 @@ def default_max_connections() -> int:
     return max(1, soft - FD_RESERVE)
 
 
-def _too_long(content_length: bytes, limit: int) -> bool:
-    """Whether a Content-Length (h11 checked it: digits, or equal ones with commas) is
-    over ``limit``."""
-    return int(content_length.split(b",")[0]) > limit
-
-
-def _check_request_line(head: bytes) -> bytes | None:
-    """``head`` while its request line is still to be seen; ``None`` once it was fine.
-    Raises for a line that no HTTP/1.x request starts with (HTTP/0.9's ``GET /``, say)."""
-    line, newline, _ = head.lstrip(b"\r\n").partition(b"\n")
-    if not newline:
-        return head if len(head) < MAX_HEAD else None  # h11 answers an endless line
-    if REQUEST_LINE.fullmatch(line):
-        return None
-    raise h11.RemoteProtocolError("not an HTTP/1.1 request line", 400)
-
-
-def _head_refusal(head: h11.Request) -> Response | None:
-    """What h11 lets through but this server refuses in a head: another HTTP version, a
-    body framed twice (RFC 9112 6.1: request smuggling), a head over ``MAX_HEAD``."""
-    if head.http_version not in HTTP_VERSIONS:
-        version = head.http_version.decode("latin-1")
-        return Response.error(
-            505, "http_version_not_supported", f"HTTP/{version} is not served; use HTTP/1.1"
-        )
-    names = [name for name, _ in _items(head.headers)]
-    if b"transfer-encoding" in names and b"content-length" in names:
-        detail = "Content-Length and Transfer-Encoding together frame the body twice"
-        return Response.error(400, "malformed_request", detail)
-    size = len(head.target) + sum(len(n) + len(v) + 4 for n, v in _items(head.headers))
-    if size > MAX_HEAD:
-        return Response.error(431, "headers_too_large", f"request head over {MAX_HEAD} bytes")
-    return None
-
-
-class _Refused(Exception):
-    """A request head that cannot be served; ``response`` is the answer."""
-
-    def __init__(self, response: Response) -> None:
-        super().__init__(response.status)
-        self.response = response
-
-
-TRANSFER_ENCODING = re.compile(rb"(?im)^transfer-encoding:[ \t]*([^\r\n]*)")
-
-
-def _protocol_error(exc: h11.RemoteProtocolError, head: bytes) -> Response:
-    """The answer to a request h11 could not parse (``head``: its bytes so far)."""
-    status = exc.error_status_hint
-    if status == 431:
-        return Response.error(431, "headers_too_large", f"request head over {MAX_HEAD} bytes")
-    if status == 501:  # a transfer coding other than chunked alone
-        codings = b",".join(TRANSFER_ENCODING.findall(head)).split(b",")
-        if codings[-1].strip().lower() == b"chunked":
-            detail = "only Transfer-Encoding: chunked is supported"
-            return Response.error(501, "not_implemented", detail)
-        # RFC 9112 6.3: without chunked last, the body's length cannot be known
-        detail = "a Transfer-Encoding must end with chunked"
-        return Response.error(400, "malformed_request", detail)
-    return Response.error(400, "malformed_request", f"not a valid HTTP/1.1 request: {exc}")
-
-
-def _items(headers: Sequence[tuple[bytes, bytes]]) -> Iterable[tuple[bytes, bytes]]:
-    """(lower-case name, value) pairs. h11's ``Headers`` iterates one ``__getitem__`` at a
-    time; its ``raw_items()`` is one list, with the names as sent."""
-    raw_items = getattr(headers, "raw_items", None)
-    if raw_items is None:
-        return headers
-    return [(name.lower(), value) for name, value in raw_items()]
+def _declares_body(headers: Sequence[tuple[bytes, bytes]]) -> bool:
+    return any(
+        name == b"transfer-encoding" or (name == b"content-length" and value.strip() != b"0")
+        for name, value in headers
+    )
 
 
 def _remote(stream: trio.abc.Stream) -> str:

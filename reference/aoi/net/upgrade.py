@@ -10,11 +10,13 @@ the parser gives them) and writes the answer.
 from __future__ import annotations
 
 import binascii
-from base64 import b64decode
+import hashlib
+from base64 import b64decode, b64encode
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 WEBSOCKET_VERSION = "13"
+ACCEPT_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455 1.3
 VERSION_HEADER = (("sec-websocket-version", WEBSOCKET_VERSION),)
 
 
@@ -88,3 +90,17 @@ def refusal(
         detail = f"offer the WebSocket subprotocol {subprotocol}"
         return Refusal(400, "unsupported_subprotocol", detail)
     return None
+
+
+def accept_key(key: str) -> str:
+    """The ``Sec-WebSocket-Accept`` that answers ``Sec-WebSocket-Key: key`` (RFC 6455 4.2.2)."""
+    return b64encode(hashlib.sha1(key.encode("latin-1") + ACCEPT_GUID).digest()).decode()
+
+
+def accepted(key: str, subprotocol: str) -> bytes:
+    """The server's 101 answer to an opening handshake that passed :func:`refusal`."""
+    return (
+        "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\n"
+        f"sec-websocket-accept: {accept_key(key)}\r\n"
+        f"sec-websocket-protocol: {subprotocol}\r\n\r\n"
+    ).encode("latin-1")

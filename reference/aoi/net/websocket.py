@@ -1,24 +1,16 @@
-"""A WebSocket over a trio stream, driven by wsproto; the same class serves both ends."""
+"""A WebSocket over a trio stream, on the frames of :mod:`aoi.net.frames`; the same class
+serves both ends (``client``: this end masks what it sends)."""
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 from collections.abc import Iterable
+from typing import NoReturn
 
 import trio
-from wsproto import ConnectionType, WSConnection
-from wsproto.connection import Connection
-from wsproto.events import (
-    BytesMessage,
-    CloseConnection,
-    Event,
-    Message,
-    Ping,
-    TextMessage,
-)
-from wsproto.utilities import LocalProtocolError
 
-from . import fastio
+from . import fastio, frames
 from .turns import TRUSTED, Ticket
 
 RECEIVE_SIZE = 16384
@@ -37,24 +29,34 @@ class WebSocket:
     """One WebSocket connection after its handshake.
 
     ``receive`` returns whole messages (text as ``str``, binary as ``bytes``). A message longer
-    than ``max_message`` is not buffered beyond that: it is returned cut at ``max_message + 1``
-    characters as soon as that many arrived, so the caller sees that it was too large, and
-    the rest of it is dropped unread. Control frames are answered here.
+    than ``max_message`` (characters of a text, bytes of a binary one) is not buffered beyond
+    that: it is returned cut at ``max_message + 1`` as soon as that many arrived, so the
+    caller sees that it was too large, and the rest of it is dropped unread. Control frames
+    are answered here; a framing error closes with its code (1002, or 1007 for text that is
+    not UTF-8). ``received``: bytes that came after the handshake, before this object.
     """
+
+    __slots__ = (
+        "_backlog", "_decoder", "_dropping", "_mask", "_parts", "_pieces", "_reader",
+        "_send_lock", "_size", "_stream", "closed", "max_message", "remote", "subprotocol",
+        "ticket",
+    )  # fmt: skip
 
     def __init__(
         self,
         stream: trio.abc.Stream,
-        connection: WSConnection | Connection,
         *,
+        client: bool = False,
         subprotocol: str | None,
         remote: str,
         max_message: int = 65536,
         ticket: Ticket = TRUSTED,
+        received: bytes = b"",
     ) -> None:
         self._stream = stream
         self.ticket = ticket  # turns taken to read, until the owner trusts the peer
-        self._ws = connection
+        self._mask = client
+        self._reader = frames.Reader(masked=not client)
         self.subprotocol = subprotocol
         self.remote = remote
         self.max_message = max_message
@@ -63,24 +65,27 @@ class WebSocket:
         self._parts: list[str | bytes] = []
         self._size = 0
         self._dropping = False  # the rest of a message returned cut
-        self._events: list[Event] = []  # a list: a deque is ~600 bytes per idle session
+        self._decoder: codecs.IncrementalDecoder | None = None  # a text in several pieces
+        # Pieces read, not yet handled: a list (a deque is ~600 bytes per idle session).
+        self._pieces: list[frames.Piece] = self._reader.feed(received) if received else []
         self._backlog = b""  # written by send_now only in part: goes out first on the next write
 
     async def receive(self) -> str | bytes:
-        events = self._events
+        pieces = self._pieces
         while True:
-            while events:
-                event = events.pop(0)
+            while pieces:
+                opcode, final, payload = pieces.pop(0)
                 # The common case first: one whole text frame, nothing buffered before it.
-                if (
-                    type(event) is TextMessage
-                    and event.message_finished
-                    and not self._parts
-                    and not self._dropping
-                ):
-                    text = event.data
+                if opcode == frames.TEXT and final and self._decoder is None and not self._parts:
+                    if self._dropping:
+                        self._dropping = False
+                        continue
+                    try:
+                        text = payload.decode("utf-8")
+                    except UnicodeDecodeError:
+                        await self._fail(1007, "a text message that is not UTF-8")
                     return text if len(text) <= self.max_message else text[: self.max_message + 1]
-                message = await self._handle(event)
+                message = await self._handle(opcode, final, payload)
                 if message is not None:
                     return message
             if self.closed is not None:
@@ -98,18 +103,17 @@ class WebSocket:
                 self.closed = ConnectionClosed(1006, "connection lost")
                 await self._abort()
                 raise self.closed
-            self._ws.receive_data(data)
-            events.extend(self._ws.events())
+            pieces.extend(self._reader.feed(data))
 
     async def send(self, text: str) -> None:
-        await self._write((TextMessage(data=text),))
+        await self._write(frames.frame(frames.TEXT, text.encode("utf-8"), mask=self._mask))
 
     async def send_many(self, texts: Iterable[str]) -> None:
         """Send text messages in order in one write to the stream: one syscall and one
         checkpoint for the lot instead of one each. Nothing to send: no checkpoint."""
-        events = [TextMessage(data=text) for text in texts]
-        if events:
-            await self._write(events)
+        data = self._frames(texts)
+        if data:
+            await self._write(data)
 
     def can_send_now(self) -> bool:
         """Whether :meth:`send_now` may be called: open, a plain TCP stream, nobody writing."""
@@ -126,11 +130,12 @@ class WebSocket:
         is kept and goes out first on the next :meth:`send` or :meth:`send_many`: returns
         True when that is so (the caller wakes the writer). Never raises for the connection's
         troubles: those surface in the writer, as they would have."""
+        if self.closed is not None:
+            return True
+        data = self._frames(texts)
         try:
-            ws = self._ws
-            data = b"".join([ws.send(TextMessage(data=text)) for text in texts])
             sent = fastio.write_now(self._stream, data)
-        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError, LocalProtocolError):
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
             return True  # the writer finds out, and ends the connection
         if sent == len(data):
             return False
@@ -141,40 +146,77 @@ class WebSocket:
         """Close with ``code``; waits briefly for the peer's answer, then drops the stream."""
         if self.closed is None:
             self.closed = ConnectionClosed(code, reason)
-            with contextlib.suppress(ConnectionClosed, LocalProtocolError):
-                await self._write((CloseConnection(code=code, reason=reason),))
+            with contextlib.suppress(ConnectionClosed):
+                await self._write(self._close_frame(code, reason), closing=True)
         await self._abort()
 
-    async def _handle(self, event: Event) -> str | bytes | None:
-        if isinstance(event, Message):
-            if self._dropping:
-                self._dropping = not event.message_finished
-                return None
-            self._parts.append(event.data)
-            self._size += len(event.data)
-            if not event.message_finished:
-                if self._size <= self.max_message:
-                    return None
-                self._dropping = True
-            joined: str | bytes
-            if isinstance(event, TextMessage):
-                joined = "".join(p for p in self._parts if isinstance(p, str))
-            else:
-                joined = b"".join(p for p in self._parts if isinstance(p, bytes))
-            self._parts, self._size = [], 0
-            return joined[: self.max_message + 1]
-        if isinstance(event, Ping):
-            await self._write((event.response(),))
-        elif isinstance(event, CloseConnection):
+    def _frames(self, texts: Iterable[str]) -> bytes:
+        mask, frame, text = self._mask, frames.frame, frames.TEXT
+        return b"".join([frame(text, t.encode("utf-8"), mask=mask) for t in texts])
+
+    def _close_frame(self, code: int, reason: str) -> bytes:
+        return frames.frame(frames.CLOSE, frames.close_payload(code, reason), mask=self._mask)
+
+    async def _handle(self, opcode: int, final: bool, payload: bytes) -> str | bytes | None:
+        if opcode == frames.TEXT or opcode == frames.BINARY:
+            return await self._data(opcode, final, payload)
+        if opcode == frames.PING:
+            await self._write(frames.frame(frames.PONG, payload, mask=self._mask))
+        elif opcode == frames.CLOSE:
+            try:
+                code, reason = frames.parse_close(payload)
+            except frames.FrameError as exc:
+                await self._fail(exc.code, exc.reason)
             if self.closed is None:
-                self.closed = ConnectionClosed(event.code, event.reason or "")
-                with contextlib.suppress(ConnectionClosed, LocalProtocolError):
-                    await self._write((event.response(),))
+                self.closed = ConnectionClosed(code, reason)
+                with contextlib.suppress(ConnectionClosed):
+                    await self._write(self._close_frame(code, reason), closing=True)
             await self._abort()
             raise self.closed
+        elif opcode == frames.FAILED:
+            error = self._reader.error
+            assert error is not None
+            await self._fail(error.code, error.reason)
         return None
 
-    async def _write(self, events: Iterable[Event]) -> None:
+    async def _data(self, opcode: int, final: bool, payload: bytes) -> str | bytes | None:
+        if self._dropping:
+            self._dropping = not final
+            return None
+        part: str | bytes = payload
+        if opcode == frames.TEXT:
+            if self._decoder is None:
+                self._decoder = codecs.getincrementaldecoder("utf-8")()
+            try:
+                part = self._decoder.decode(payload, final)
+            except UnicodeDecodeError:
+                await self._fail(1007, "a text message that is not UTF-8")
+        self._parts.append(part)
+        self._size += len(part)
+        if not final:
+            if self._size <= self.max_message:
+                return None
+            self._dropping = True
+        parts, self._parts, self._size, self._decoder = self._parts, [], 0, None
+        joined: str | bytes
+        if opcode == frames.TEXT:
+            joined = "".join(p for p in parts if isinstance(p, str))
+        else:
+            joined = b"".join(p for p in parts if isinstance(p, bytes))
+        return joined[: self.max_message + 1]
+
+    async def _fail(self, code: int, reason: str) -> NoReturn:
+        """The peer broke the protocol: close with ``code`` and raise."""
+        if self.closed is None:
+            self.closed = ConnectionClosed(code, reason)
+            with contextlib.suppress(ConnectionClosed):
+                await self._write(self._close_frame(code, reason), closing=True)
+        await self._abort()
+        raise self.closed
+
+    async def _write(self, data: bytes, closing: bool = False) -> None:
+        if self.closed is not None and not closing:
+            raise self.closed
         # trio.Lock.acquire passes through the scheduler even when the lock is free; the
         # send below checkpoints anyway, so take a free lock without that detour.
         lock = self._send_lock
@@ -183,8 +225,6 @@ class WebSocket:
         except trio.WouldBlock:
             await lock.acquire()
         try:
-            ws = self._ws
-            data = b"".join([ws.send(event) for event in events])
             if self._backlog:
                 data, self._backlog = self._backlog + data, b""
             await fastio.send_all(self._stream, data)
@@ -199,8 +239,4 @@ class WebSocket:
             await self._stream.aclose()
 
 
-def client_connection() -> WSConnection:
-    return WSConnection(ConnectionType.CLIENT)
-
-
-__all__ = ["BytesMessage", "ConnectionClosed", "WebSocket", "client_connection"]
+__all__ = ["ConnectionClosed", "WebSocket"]

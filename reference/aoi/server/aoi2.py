@@ -29,6 +29,7 @@ from aoi.core.messages import (
 from aoi.core.overload import DRAINING, Refusal
 from aoi.core.server_session import MAX_HELLO_FRAME, ServerSession
 from aoi.core.session import Closed, Event, State
+from aoi.net.frames import CHECK_OUTGOING
 from aoi.net.http import Request
 from aoi.net.websocket import ConnectionClosed, WebSocket
 
@@ -70,7 +71,7 @@ class Aoi2Endpoint:
         self.load = load
         self.metrics = metrics
         self.status_sink = status_sink
-        self.codec = Codec.from_contract("aoi2", validate_outgoing=False)
+        self.codec = Codec.from_contract("aoi2", validate_outgoing=CHECK_OUTGOING)
 
     async def __call__(self, ws: WebSocket, request: Request) -> None:
         now = trio.current_time()
