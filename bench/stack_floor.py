@@ -18,7 +18,9 @@ system call. Each part is measured on its own, per notification:
 
 ``floor_us`` sums today's parts (h11 + wsproto + the validating codec), ``new_floor_us``
 the new ones (httptools + the plain writer and websockets' reader + the codec without
-re-validation); each says how many notifications one CPython core could carry at most.
+re-validation), ``server_floor_us`` the server's own layers built on them
+(:mod:`aoi.net.http1` with :class:`aoi.net.http.Response`, :mod:`aoi.net.frames`) with
+that codec; each says how many notifications one CPython core could carry at most.
 """
 
 from __future__ import annotations
@@ -41,6 +43,8 @@ from wsproto.events import Message, TextMessage
 
 from aoi.core.codec import Codec
 from aoi.core.messages import Ack, Notify
+from aoi.net import frames, http1
+from aoi.net.http import Response
 
 TOKEN = "Zq3x9Kd0aB7cLmN2pQ4rS6"
 BODY = (
@@ -134,6 +138,21 @@ def httptools_exchange() -> Callable[[], bytes]:
     return once
 
 
+def server_http_exchange() -> Callable[[], bytes]:
+    """The server's own HTTP layer (:mod:`aoi.net.http1` on llhttp, :class:`Response`'s
+    prebuilt heads): one push request in, its 201 out."""
+    parser = http1.RequestParser(65536)
+    response = Response(201, ANSWER, headers=(("location", "/v1/messages/n-8f1e2a4b6c8d0e2f"),))
+
+    def once() -> bytes:
+        parser.feed(REQUEST)
+        head = parser.ready.pop()
+        assert type(head) is http1.Head and head.body == BODY and head.keep_alive
+        return response.encode()
+
+    return once
+
+
 # --- WebSocket ------------------------------------------------------------------------------
 
 
@@ -209,6 +228,22 @@ def plain_writer_exchange() -> Callable[[], bytes]:
     return once
 
 
+def server_frames_exchange() -> Callable[[], bytes]:
+    """The server's own frame layer (:mod:`aoi.net.frames`): the notify framed out, the
+    client's masked ack read in and decoded."""
+    reader = frames.Reader(masked=True)
+    notify = json.dumps(NOTIFY.to_wire())
+    ack = frames.frame(frames.TEXT, ACK.encode(), mask=True)
+
+    def once() -> bytes:
+        out = frames.frame(frames.TEXT, notify.encode())
+        ((opcode, final, payload),) = reader.feed(ack)
+        assert opcode == frames.TEXT and final and payload.decode() == ACK
+        return out
+
+    return once
+
+
 # --- the codec ----------------------------------------------------------------------------
 
 
@@ -241,6 +276,7 @@ def per_call_us(work: Callable[[], object], seconds: float) -> float:
 
 OLD = ("h11_us", "wsproto_us", "codec_us")
 NEW = ("httptools_us", "plain_writer_websockets_us", "codec_no_revalidation_us")
+SERVER = ("server_http_us", "server_frames_us", "codec_no_revalidation_us")
 
 
 def measure(seconds: float) -> dict[str, float]:
@@ -249,19 +285,24 @@ def measure(seconds: float) -> dict[str, float]:
         "h11_us": per_call_us(h11_exchange(), seconds),
         "h11_prebuilt_201_us": per_call_us(h11_exchange(prebuilt=True), seconds),
         "httptools_us": per_call_us(httptools_exchange(), seconds),
+        "server_http_us": per_call_us(server_http_exchange(), seconds),
         "wsproto_us": per_call_us(wsproto_exchange(), seconds),
         "websockets_us": per_call_us(websockets_exchange(), seconds),
         "plain_writer_websockets_us": per_call_us(plain_writer_exchange(), seconds),
+        "server_frames_us": per_call_us(server_frames_exchange(), seconds),
         "codec_us": per_call_us(codec_work(), seconds),
         "codec_no_revalidation_us": per_call_us(codec_work(validate_outgoing=False), seconds),
     }
     floor, new_floor = sum(parts[k] for k in OLD), sum(parts[k] for k in NEW)
+    server_floor = sum(parts[k] for k in SERVER)
     return {
         **{k: round(v, 2) for k, v in parts.items()},
         "floor_us": round(floor, 1),
         "ceiling_per_core_per_s": round(1e6 / floor),
         "new_floor_us": round(new_floor, 1),
         "new_ceiling_per_core_per_s": round(1e6 / new_floor),
+        "server_floor_us": round(server_floor, 1),
+        "server_ceiling_per_core_per_s": round(1e6 / server_floor),
     }
 
 

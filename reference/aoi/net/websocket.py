@@ -105,8 +105,13 @@ class WebSocket:
                 raise self.closed
             pieces.extend(self._reader.feed(data))
 
-    async def send(self, text: str) -> None:
-        await self._write(frames.frame(frames.TEXT, text.encode("utf-8"), mask=self._mask))
+    async def send(self, message: str | bytes) -> None:
+        """Send a text message (``str``) or a binary one (``bytes``)."""
+        if isinstance(message, bytes):
+            data = frames.frame(frames.BINARY, message, mask=self._mask)
+        else:
+            data = frames.frame(frames.TEXT, message.encode("utf-8"), mask=self._mask)
+        await self._write(data)
 
     async def send_many(self, texts: Iterable[str]) -> None:
         """Send text messages in order in one write to the stream: one syscall and one

@@ -276,10 +276,9 @@ def hangs_on_malformed_upgrade() -> None:
             await stuck[0].wait()
         return stream
 
-    async def _answer_and_close(self: HttpServer, c: Any, response: Response, conn: Any = None
-                                ) -> None:  # fmt: skip
+    async def _answer_and_close(self: HttpServer, c: Any, response: Response) -> None:
         if b"Sec-WebSocket-Version is missing" not in response.body:
-            return await answer_and_close(self, c, response, conn)
+            return await answer_and_close(self, c, response)
         await fastio.send_all(c.stream, response.raw())
         c.stream.socket.shutdown(socket.SHUT_WR)
         stuck.append(trio.Event())
@@ -308,9 +307,8 @@ def exits_on_malformed_upgrade() -> None:
 
     answer_and_close = HttpServer._answer_and_close
 
-    async def _answer_and_close(self: HttpServer, c: Any, response: Response, conn: Any = None
-                                ) -> None:  # fmt: skip
-        await answer_and_close(self, c, response, conn)
+    async def _answer_and_close(self: HttpServer, c: Any, response: Response) -> None:
+        await answer_and_close(self, c, response)
         if b"Sec-WebSocket-Version is missing" in response.body:
             os._exit(70)
 
