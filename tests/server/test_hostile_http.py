@@ -96,6 +96,14 @@ def test_head_and_drain_paths_answer_as_documented(target: Target) -> None:
     assert drain.first.headers["allow"] == "POST"
 
 
+def test_pipelined_requests_cut_anywhere_are_each_answered(target: Target) -> None:
+    one = b"GET /v1/health HTTP/1.1\r\nHost: a\r\n\r\n"
+    data = one * 2 + one.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n")
+    pieces = [data[i : i + 7] for i in range(0, len(data), 7)]  # requests begin mid-piece
+    answer = raw.exchange(target.address, pieces, pause=0.01, wait=3)
+    assert [r.status for r in answer.responses] == [200, 200, 200], answer.shown()
+
+
 def test_a_slow_head_gets_408_at_its_deadline(target: Target) -> None:
     request = b"GET /v1/health HTTP/1.1\r\nHost: a\r\n\r\n"
     started_at = time.monotonic()

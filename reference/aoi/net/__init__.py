@@ -1,1 +1,1 @@
-"""Thin trio shells over h11 and wsproto: one listener for HTTP and WebSocket, and a client."""
+"""Thin trio shells: one listener for HTTP (llhttp) and WebSocket, and a client (h11)."""

@@ -7,7 +7,9 @@ rules llhttp leaves to its user are applied here: a head of at most ``MAX_HEAD``
 ``MAX_HEADERS`` fields (431), HTTP/1.0 or 1.1 only (505), a Host in HTTP/1.1 (400), a body
 framed once (RFC 9112 6.1: 400), ``chunked`` as the only transfer coding (501; 400 when it
 is not the last), a body of at most ``max_body`` bytes (413), refused from its
-Content-Length before a byte of it is read.
+Content-Length before a byte of it is read, and a chunked body's framing (chunk sizes,
+extensions, trailer fields) of at most ``MAX_HEAD`` bytes beside ``CHUNK_FRAMING`` per chunk
+(431). Trailer fields are read and dropped: they never join the request's headers.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import httptools
 
 MAX_HEAD = 16384  # bytes of a request head (request line and headers)
 MAX_HEADERS = 100
+CHUNK_FRAMING = 32  # bytes a chunk may take beside its data: its size line and CRLFs
 HTTP_VERSIONS = frozenset({"1.0", "1.1"})
 # A request line, checked while its head is still incomplete: "GET /\r\n" (HTTP/0.9) or
 # other bytes that will never become an HTTP/1.x head are answered at once, not at the
@@ -50,6 +53,9 @@ class Head:
 
 
 HEAD_TOO_LARGE = Refusal(431, "headers_too_large", f"request head over {MAX_HEAD} bytes")
+FRAMING_TOO_LARGE = Refusal(
+    431, "headers_too_large", f"chunk extensions and trailer fields over {MAX_HEAD} bytes"
+)
 
 
 class _Stop(Exception):
@@ -61,8 +67,8 @@ class RequestParser:
     """The requests on one connection, in order (see the module)."""
 
     __slots__ = (
-        "_body", "_head_size", "_headers", "_line", "_parser", "_pending", "_refusal", "_size",
-        "_url",
+        "_body", "_chunks", "_framing", "_head_size", "_headers", "_line", "_parser", "_pending",
+        "_refusal", "_size", "_url",
         "continue_expected", "done", "head_done", "max_body", "ready", "started",
     )  # fmt: skip
 
@@ -73,7 +79,9 @@ class RequestParser:
         self.done = False  # a refusal or an upgrade ended parsing
         self._refusal: Refusal | None = None  # the one a callback stopped llhttp for
         self._pending = 0  # bytes of the head under way
-        self._line: bytes | None = b""  # the head's start, until its request line was checked
+        # The head's start, until its request line was checked; None: not checked here (a
+        # request that began inside the bytes that ended the one before is left to llhttp).
+        self._line: bytes | None = b""
         self._reset()
 
     def _reset(self) -> None:
@@ -82,6 +90,8 @@ class RequestParser:
         self._head_size = 0
         self._body: list[bytes] = []
         self._size = 0
+        self._chunks = 0  # chunks begun, in a chunked body
+        self._framing = 0  # bytes of the body phase that were not body: chunk framing, trailers
         self.started = False  # part of a request received
         self.head_done = False  # its head complete, its body under way
         self.continue_expected = False  # it asked for 100 Continue and has sent no body yet
@@ -94,10 +104,15 @@ class RequestParser:
             if self.started:
                 self._end(Refusal(400, "malformed_request", "the request ended early"))
             return
+        body_phase, body, size = self.head_done, self._body, self._size
+        if not self.started:  # these bytes begin a request: its line is checked as it comes
+            self._line = b""
         try:
-            if not self.head_done:
+            if not body_phase:
                 self._check_head(data)
             self._parser.feed_data(data)
+            if body_phase and self._body is body:  # all of data went to this request's body
+                self._check_framing(len(data) - (self._size - size))
         except httptools.HttpParserUpgrade as upgrade:
             self._upgrade(data[upgrade.args[0] :])
         except (_Stop, httptools.HttpParserError) as exc:
@@ -120,6 +135,12 @@ class RequestParser:
             self._line = None
         else:
             self._stop(Refusal(400, "malformed_request", "not an HTTP/1.1 request line"))
+
+    def _check_framing(self, framing: int) -> None:
+        """What a request's body phase took beside its body stays within its limit."""
+        self._framing += framing
+        if self._framing > MAX_HEAD + CHUNK_FRAMING * self._chunks:
+            self._stop(FRAMING_TOO_LARGE)
 
     def _stop(self, refusal: Refusal) -> NoReturn:
         self._refusal = refusal
@@ -157,6 +178,8 @@ class RequestParser:
             self._stop(HEAD_TOO_LARGE)
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        if self.head_done:  # a trailer field: its bytes count in _check_framing
+            return
         headers = self._headers
         headers.append((name.lower(), value))
         self._head_size += len(name) + len(value) + 4
@@ -166,7 +189,7 @@ class RequestParser:
     def on_headers_complete(self) -> None:
         self.head_done = True
         self._pending = 0
-        self._line = b""
+        self._line = None
         parser = self._parser
         version = parser.get_http_version()
         if version not in HTTP_VERSIONS:
@@ -176,8 +199,9 @@ class RequestParser:
                 )
             )
         names = [name for name, _ in self._headers]
-        if version == "1.1" and b"host" not in names:
-            self._stop(Refusal(400, "malformed_request", "an HTTP/1.1 request needs a Host"))
+        hosts = names.count(b"host")
+        if hosts > 1 or (version == "1.1" and not hosts):
+            self._stop(Refusal(400, "malformed_request", "a request needs one Host (HTTP/1.1)"))
         if b"transfer-encoding" in names:
             self._check_codings(b"content-length" in names)
         for name, value in self._headers:
@@ -200,6 +224,9 @@ class RequestParser:
         if len(codings) > 1:
             detail = "only Transfer-Encoding: chunked is supported"
             self._stop(Refusal(501, "not_implemented", detail))
+
+    def on_chunk_header(self) -> None:
+        self._chunks += 1
 
     def on_body(self, body: bytes) -> None:
         self.continue_expected = False
