@@ -106,6 +106,8 @@ _FIXED = (
     Input("obs-fold header", "framing",
           request("GET /v1/health HTTP/1.1\nHost: a\nX-Note: a\n b\n"), S({400}),
           "malformed_request"),
+    Input("unknown method FOO", "framing", request("FOO /v1/health HTTP/1.1\nHost: a\n"),
+          S({400}), "malformed_request"),
     Input("HTTP/0.9", "framing", b"GET /v1/health\r\n", S({400}), "malformed_request"),
     Input("HTTP/2.0 request line", "framing", request("GET /v1/health HTTP/2.0\nHost: a\n"),
           S({505}), "http_version_not_supported"),
