@@ -172,12 +172,7 @@ class WebSocket:
                 code, reason = frames.parse_close(payload)
             except frames.FrameError as exc:
                 await self._fail(exc.code, exc.reason)
-            if self.closed is None:
-                self.closed = ConnectionClosed(code, reason)
-                with contextlib.suppress(ConnectionClosed):
-                    await self._write(self._close_frame(code, reason), closing=True)
-            await self._abort()
-            raise self.closed
+            await self._fail(code, reason)  # the peer's close, answered with its code
         elif opcode == frames.FAILED:
             error = self._reader.error
             assert error is not None
@@ -211,7 +206,7 @@ class WebSocket:
         return joined[: self.max_message + 1]
 
     async def _fail(self, code: int, reason: str) -> NoReturn:
-        """The peer broke the protocol: close with ``code`` and raise."""
+        """Close with ``code`` (the peer broke the protocol, or closed) and raise."""
         if self.closed is None:
             self.closed = ConnectionClosed(code, reason)
             with contextlib.suppress(ConnectionClosed):
