@@ -9,7 +9,6 @@ import pytest
 import trio
 import trustme
 from bench.hostile.session import Closed, Session
-from wsproto.events import BytesMessage
 
 from aoi.net.client import HandshakeError, connect
 
@@ -95,7 +94,7 @@ def test_a_binary_message_is_read_as_text_and_invalid_utf8_closes_with_1007(
     async def main() -> None:
         async with running(config(tmp_path)) as env:
             peer, _ = await env.hello(1)
-            await peer.ws._write((BytesMessage(data=b'{"type": "ping", "ts": 1}'),))
+            await peer.ws.send(b'{"type": "ping", "ts": 1}')  # bytes: a binary message
             assert await peer.receive() == {"type": "pong", "ts": 1}
             # A masked text frame (a zero mask key) of three bytes that are not UTF-8.
             await peer.ws._stream.send_all(bytes((0x81, 0x83, 0, 0, 0, 0)) + b"\xff\xfe\xfd")
