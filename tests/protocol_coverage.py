@@ -112,14 +112,18 @@ def table() -> str:
     return "\n".join(rows)
 
 
+def _bounds(guide: str) -> tuple[int, int]:
+    return guide.index(BEGIN) + len(BEGIN), guide.index(END)
+
+
 def written_table(guide: str) -> str:
-    start, end = guide.index(BEGIN) + len(BEGIN), guide.index(END)
+    start, end = _bounds(guide)
     return guide[start:end].strip()
 
 
 def write() -> None:
     guide = GUIDE.read_text(encoding="utf-8")
-    start, end = guide.index(BEGIN) + len(BEGIN), guide.index(END)
+    start, end = _bounds(guide)
     GUIDE.write_text(guide[:start] + "\n" + table() + "\n" + guide[end:], encoding="utf-8")
 
 

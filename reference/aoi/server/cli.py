@@ -23,7 +23,6 @@ from aoi.core.policy import PolicyError
 
 from .config import ConfigError, ServerSettings, load_config
 from .store import StoreError
-from .store.resp import RedisError
 
 if TYPE_CHECKING:
     from .app import Server
@@ -105,7 +104,7 @@ def main(argv: Sequence[str]) -> int:
     failures: list[BaseException] = []
     try:
         trio.run(serve, server, args.ready_file)
-    except* (OSError, StoreError, RedisError, sqlite3.Error) as group:  # port, key, store
+    except* (OSError, StoreError, sqlite3.Error) as group:  # port taken, bad key, bad store
         failures.extend(leaves(group))
     for failure in failures:
         print(f"aoi server: {_explain(failure, config.server)}", file=sys.stderr)
@@ -156,7 +155,7 @@ def _explain(failure: BaseException, settings: ServerSettings) -> str:
         return listen_problem(failure, *settings.listen)
     if isinstance(failure, OSError):
         return f"{failure.filename}: {failure.strerror}"
-    if isinstance(failure, StoreError | RedisError | sqlite3.Error):
+    if isinstance(failure, StoreError | sqlite3.Error):
         return f"the store {settings.store or settings.db}: {failure}"
     return str(failure)
 

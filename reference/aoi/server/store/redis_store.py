@@ -25,7 +25,7 @@ from .base import (
     StoreError,
 )
 from .redis_client import RedisClient
-from .resp import Arg, ReplyError, Script
+from .resp import Arg, RedisError, ReplyError, Script
 from .routes import route_of, route_of_client
 
 
@@ -50,7 +50,10 @@ class RedisStore:
         self._started = True
         client = RedisClient(self.url)
         async with trio.open_nursery() as nursery:
-            await nursery.start(client.run)
+            try:
+                await nursery.start(client.run)
+            except RedisError as exc:  # no Redis at start-up: the store cannot open
+                raise StoreError(str(exc)) from exc
             self._client = client
             try:
                 task_status.started()
@@ -97,7 +100,7 @@ class RedisStore:
                 result = await redis.run_script(script, (), (self.prefix, *args))
         except ReplyError as exc:
             self.ops_failed += 1
-            if str(exc).startswith("CONFLICT") or "CONFLICT" in str(exc):
+            if "CONFLICT" in str(exc):
                 raise StoreConflict(str(exc)) from exc
             raise StoreError(f"Redis refused: {exc}") from exc
         except (Exception, trio.TooSlowError) as exc:
