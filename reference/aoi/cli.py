@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import errno
 import importlib
+import os
 import ssl
 import sys
 from collections.abc import Sequence
@@ -130,7 +131,14 @@ def leaves(exc: BaseException) -> list[BaseException]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        return _command(list(sys.argv[1:] if argv is None else argv))
+    except BrokenPipeError:  # the reader left early (`aoi --help | head`): nothing to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+
+
+def _command(args: list[str]) -> int:
     if not args:
         print(usage(), file=sys.stderr)
         return 2

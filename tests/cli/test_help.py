@@ -4,11 +4,13 @@ docs/operations.md describes every flag the commands have, and no other."""
 from __future__ import annotations
 
 import functools
+import os
 import re
+import subprocess
 
 import pytest
 
-from .command import aoi, guide_section, installed_version, one_line
+from .command import AOI, aoi, guide_section, installed_version, one_line
 
 # Each command, and the section of the guide with the table of its flags.
 COMMANDS = {
@@ -97,3 +99,17 @@ def test_the_guide_names_every_command_and_the_common_flags() -> None:
     for command in COMMANDS:
         assert f"`aoi {command}`" in installation
     assert "`aoi --version`" in installation and "`--help`" in installation
+
+
+@pytest.mark.parametrize("args", [["--help"], ["server", "--help"]])
+def test_help_into_a_pipe_closed_early_ends_without_a_traceback(args: list[str]) -> None:
+    read, write = os.pipe()
+    os.close(read)  # as `aoi --help | head -1` once head has its line
+    try:
+        done = subprocess.run(
+            [str(AOI), *args], stdout=write, stderr=subprocess.PIPE, text=True, timeout=60
+        )
+    finally:
+        os.close(write)
+    assert "Traceback" not in done.stderr, done.stderr
+    assert done.stderr == ""
