@@ -25,7 +25,8 @@ from typing import Any
 
 from aoi.core.delivery import Delivery
 from aoi.core.messages import Message
-from aoi.server.hub import Client, Hub, Link, StatusChange
+from aoi.server.hub import Hub, StatusChange
+from aoi.server.link import Client, Link
 from aoi.server.store import StoredNotification
 
 TOKEN = "Zq3x9Kd0aB7cLmN2pQ4rS6"

@@ -49,7 +49,7 @@ from aoi.net.client import connect
 from aoi.net.http import Headers, HttpServer, Request, Response
 from aoi.net.websocket import WebSocket
 from aoi.server.app import Server
-from aoi.server.hub import Link
+from aoi.server.link import Link
 from aoi.server.push_api import NotificationIds
 from aoi.server.store import SqliteStore
 

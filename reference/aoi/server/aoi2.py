@@ -34,7 +34,8 @@ from aoi.net.http import Request
 from aoi.net.websocket import ConnectionClosed, WebSocket
 
 from .credentials import ClientCredentials, FailedHelloLimiter
-from .hub import Hub, Link, StatusChange
+from .hub import Hub, StatusChange
+from .link import Link
 from .load import LoadMonitor
 from .metrics import Metrics
 from .store import StoreError

@@ -23,6 +23,7 @@ from aoi.net.http import HttpServer, WebSocketRoute
 from .aoi2 import Aoi2Endpoint, SessionSettings
 from .config import ServerConfig
 from .credentials import ClientCredentials, FailedHelloLimiter, ServerAppKeys
+from .fleet import Fleet
 from .hub import Hub, StatusChange
 from .load import LoadMonitor
 from .metrics import Metrics
@@ -54,6 +55,9 @@ class Server:
         s = config.server
         self.store = store or (RedisStore(s.store) if s.store else SqliteStore(s.db))
         self.hub = Hub(self.store, server_id=s.id, endpoint_base="", max_apps=s.max_apps)
+        self.fleet = None
+        if isinstance(self.store, RedisStore):  # a shared store: this server is a fleet's node
+            self.fleet = self.hub.fleet = Fleet(self.hub, self.store, s.id)
         policy_bytes, keepalive_s = None, s.keepalive_s
         if s.policy is not None:
             policy_bytes = s.policy.read_bytes()
@@ -103,6 +107,8 @@ class Server:
         s = self.config.server
         async with trio.open_nursery() as nursery:
             await nursery.start(self.store.run)
+            if self.fleet is not None:
+                await nursery.start(self.fleet.run)
             await self.hub.restore()
             context = None
             if s.tls_cert is not None:

@@ -3,33 +3,34 @@
 Everything lives in memory and is written through to the store before it counts: a
 registration before ``registered`` is sent, a notification before its 201. At start-up the
 hub is rebuilt from the store, so a crash loses nothing that was acknowledged.
+
+A node of a fleet (:mod:`.fleet`) shares its store with the other nodes: its memory holds
+only the clients connected to it, taken from the store when they connect, and registrations
+it has looked up; what it accepts for a client held elsewhere goes to that node.
 """
 
 from __future__ import annotations
 
 import secrets
-from collections import deque
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import trio
 
 from aoi.core.messages import Notify
 from aoi.core.rfc3339 import rfc3339
-from aoi.core.server_session import ServerSession
 
-from .store import Registration, Store, StoredNotification
+from .link import Client, Link
+from .store import Registration, Status, Store, StoredNotification, StoreGone
+from .store.routes import new_token
 
 if TYPE_CHECKING:
-    from aoi.net.websocket import WebSocket
+    from .fleet import Fleet
 
-PRIORITIES = ("high", "normal", "low")
 WINDOW = 64  # notifications in flight per session before waiting for acks
-
-
-def new_token() -> str:
-    return secrets.token_urlsafe(24)  # 192 random bits
+FINISHED_KEPT = 4096  # ids a fleet node remembers as finished, against late forwards
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,113 +40,6 @@ class StatusChange:
     status: str  # delivered | expired
     ids: list[str]
     at: float  # wall-clock seconds since the epoch
-
-
-_WOKEN: Any = object()  # Link._writer of a writer that flush() woke and that has not run yet
-
-
-@dataclass(slots=True, eq=False)
-class Link:
-    """One connection: the session core, a way to wake its writer, what it has in flight
-    (sent, neither acked nor nacked) and what its client nacked (the app was not there;
-    offered again when that app registers again).
-
-    The writer waits in :meth:`wait_flush`; :meth:`flush` wakes it, or, when it is busy
-    writing, makes its next wait return at once. Calls in a row wake it once. (Cheaper than a
-    new ``trio.Event`` per wake, and smaller: one idle session holds no event at all.)"""
-
-    session: ServerSession
-    client_id: str
-    parked: set[str] | None = None
-    # The in-flight window; aoi.core.delivery holds it once the hub delivers through it.
-    in_flight: dict[str, Notify] = field(default_factory=dict, repr=False)
-    ws: WebSocket | None = field(default=None, repr=False)
-    _writer: trio.lowlevel.Task | None = field(default=None, repr=False)
-    _flushed: bool = field(default=False, repr=False)
-
-    @property
-    def writer_parked(self) -> bool:
-        """The writer waits in :meth:`wait_flush`: it holds no frames and is not writing."""
-        return self._writer is not None and self._writer is not _WOKEN
-
-    def flush(self) -> None:
-        writer = self._writer
-        if writer is _WOKEN:
-            return  # woken already, not yet running: it will see whatever this flush is for
-        if writer is not None:
-            self._writer = _WOKEN
-            trio.lowlevel.reschedule(writer)
-        else:
-            self._flushed = True
-
-    async def wait_flush(self) -> None:
-        """Until :meth:`flush` was called (since the last return); one task waits at a time.
-
-        A flush that came while the writer was busy returns at once, without a checkpoint:
-        the writer then writes (a checkpoint) or comes back here and parks."""
-        if self._flushed:
-            self._flushed = False
-            return
-        if self._writer is not None:
-            raise RuntimeError("another task already waits for this link's flush")
-        self._writer = trio.lowlevel.current_task()
-
-        def abort(_: trio.lowlevel.RaiseCancelT) -> trio.lowlevel.Abort:
-            self._writer = None
-            return trio.lowlevel.Abort.SUCCEEDED
-
-        await trio.lowlevel.wait_task_rescheduled(abort)
-        self._writer = None  # was _WOKEN: flushes from now on are for the next round
-
-    def park(self, notification_id: str) -> None:
-        if self.in_flight.pop(notification_id, None) is not None:
-            if self.parked is None:
-                self.parked = set()
-            self.parked.add(notification_id)
-
-    def unpark(self, app_id: str, hub: Hub) -> None:
-        if not self.parked:
-            return
-        client = hub.clients[self.client_id]
-        for notification_id in list(self.parked):
-            n = client.pending.get(notification_id)
-            if n is None:
-                self.parked.discard(notification_id)
-            elif n.app_id == app_id:
-                self.parked.discard(notification_id)
-                client.queue(n.id, n.priority)
-
-
-@dataclass(slots=True, eq=False)
-class Client:
-    """A client's state on this server; it outlives its connections."""
-
-    client_id: str
-    session_id: str | None = None
-    tokens: dict[str, str] = field(default_factory=dict)  # app_id -> token
-    pending: dict[str, StoredNotification] = field(default_factory=dict)  # not acked yet
-    unsent: tuple[deque[str], deque[str], deque[str]] | None = None  # ids by priority
-    link: Link | None = None
-
-    def queue(self, notification_id: str, priority: str) -> None:
-        if self.unsent is None:
-            self.unsent = (deque(), deque(), deque())
-        self.unsent[PRIORITIES.index(priority)].append(notification_id)
-
-    def next_unsent(self) -> Iterator[str]:
-        if self.unsent is None:
-            return
-        for lane in self.unsent:
-            while lane:
-                yield lane.popleft()
-
-    def requeue_all(self) -> None:
-        """A new connection: everything not acked goes out again (at least once)."""
-        self.unsent = None
-        for n in sorted(
-            self.pending.values(), key=lambda n: (PRIORITIES.index(n.priority), n.created_at)
-        ):
-            self.queue(n.id, n.priority)
 
 
 class Hub:
@@ -160,6 +54,8 @@ class Hub:
         self.notifications: dict[str, StoredNotification] = {}  # pending, by id
         self.established = 0
         self._registering: dict[tuple[str, str], trio.Event] = {}  # being stored
+        self.fleet: Fleet | None = None
+        self.finished: OrderedDict[str, None] = OrderedDict()  # in a fleet: acked, expired...
         # What accept does with the link of a client that has a new notification: wake its
         # writer, or (the AOI-2 endpoint's) hand it over at once. Either way after storing.
         self.deliver: Callable[[Link], None] = Link.flush
@@ -167,6 +63,8 @@ class Hub:
     # --- start-up ------------------------------------------------------------------------
 
     async def restore(self) -> None:
+        if self.fleet is not None:
+            return  # the fleet's state is taken client by client, as they connect
         snapshot = await self.store.load()
         for reg in snapshot.registrations:
             if not reg.active:
@@ -193,6 +91,12 @@ class Hub:
         """A client authenticated on ``link``. Returns its session id, whether it resumed,
         and the connection it replaces (the owner closes that one)."""
         client = self._client(link.client_id)
+        if self.fleet is not None:
+            client.adopting += 1
+            try:
+                await self.fleet.adopt(client, link)
+            finally:
+                client.adopting -= 1
         resumed = requested_session is not None and requested_session == client.session_id
         if not resumed or client.session_id is None:
             session_id = secrets.token_urlsafe(18)
@@ -209,6 +113,15 @@ class Hub:
         if client is not None and client.link is link:
             client.link = None
             self.established -= 1
+            if self.fleet is not None:
+                self.fleet.leave(client, link)
+
+    def forget(self, client: Client) -> None:
+        """Drop a client's state from memory (a fleet node whose session of it ended)."""
+        if client.link is None and not client.adopting:
+            for notification_id in client.pending:
+                del self.notifications[notification_id]
+            del self.clients[client.client_id]
 
     def owns_link(self, client_id: str) -> bool:
         client = self.clients.get(client_id)
@@ -236,7 +149,7 @@ class Hub:
             return token
         if len(client.tokens) >= self.max_apps:
             return None
-        token = new_token()
+        token = new_token(client_id)
         registration = Registration(token=token, client_id=client_id, app_id=app_id, created_at=now)
         self._registering[key] = done = trio.Event()
         try:
@@ -264,10 +177,29 @@ class Hub:
 
     # --- notifications -------------------------------------------------------------------
 
+    async def know(self, token: str) -> None:
+        """Make sure a registration made by another node of the fleet is known here."""
+        if self.fleet is None or token in self.registrations or token in self.retired:
+            return
+        registration = await self.store.get_registration(token)
+        if registration is not None:
+            if registration.active:
+                self.registrations[token] = registration
+            else:
+                self.retired.add(token)
+
+    def retire(self, token: str) -> None:
+        """Another node unregistered ``token`` (the store said so)."""
+        self.registrations.pop(token, None)
+        self.retired.add(token)
+
     def collapsible(self, token: str, collapse_key: str) -> list[str]:
-        """Queued, never-sent notifications that a new one with ``collapse_key`` replaces."""
+        """Queued, never-sent notifications that a new one with ``collapse_key`` replaces
+        (in a fleet, those of a client held elsewhere are found by the store)."""
         registration = self.registrations[token]
-        client = self._client(registration.client_id)
+        client = self.clients.get(registration.client_id)
+        if client is None:
+            return []
         in_flight = client.link.in_flight if client.link is not None else {}
         return [
             n.id
@@ -277,6 +209,8 @@ class Hub:
 
     async def accept(self, notification: StoredNotification, replaces: list[str]) -> None:
         """Store durably, then queue for delivery. Returns once the 201 may be sent."""
+        if self.fleet is not None:
+            return await self.accept_many([(notification, replaces)])
         await self.store.add_notification(notification, replaces)
         for old in replaces:
             self._drop(old)
@@ -288,6 +222,12 @@ class Hub:
     async def accept_many(self, batch: list[tuple[StoredNotification, list[str]]]) -> None:
         """:meth:`accept` for each of ``batch`` in turn, stored in one write: one commit for
         the lot, and nothing of it queued unless all of it is stored."""
+        if self.fleet is not None:
+            try:
+                return await self.fleet.accept(batch)
+            except StoreGone as gone:
+                self.retire(gone.token)
+                raise
         await self.store.add_notifications(batch)
         links: dict[str, Link] = {}
         for notification, replaces in batch:
@@ -306,10 +246,39 @@ class Hub:
         client.queue(n.id, n.priority)
         self.notifications[n.id] = n
 
+    def arrived(self, notifications: list[StoredNotification], cancelled: list[str]) -> None:
+        """Another node (or this one) accepted ``notifications`` for clients held here, and
+        cancelled ``cancelled`` as replaced by them."""
+        for old in cancelled:
+            self.cancelled(old)
+        links: dict[str, Link] = {}
+        for n in notifications:
+            client = self.clients.get(n.client_id)
+            if client is None or (client.link is None and not client.adopting):
+                continue  # its session ended meanwhile: the store's queue has it
+            if n.id not in self.notifications and n.id not in self.finished:
+                self._add_pending(n)
+                if client.link is not None:
+                    links[n.client_id] = client.link
+        for link in links.values():
+            self.deliver(link)
+
+    def cancelled(self, notification_id: str) -> None:
+        """The store cancelled it (another node did): forget it unless already sent."""
+        n = self.notifications.get(notification_id)
+        if n is not None:
+            link = self.clients[n.client_id].link
+            if link is None or notification_id not in link.in_flight:
+                self._drop(notification_id)
+
     def _drop(self, notification_id: str) -> StoredNotification | None:
         n = self.notifications.pop(notification_id, None)
         if n is not None:
             self.clients[n.client_id].pending.pop(notification_id, None)
+            if self.fleet is not None:
+                self.finished[notification_id] = None
+                if len(self.finished) > FINISHED_KEPT:
+                    self.finished.popitem(last=False)
         return n
 
     def has_work(self, link: Link) -> bool:
@@ -366,15 +335,20 @@ class Hub:
     def nacked(self, client_id: str, notification_id: str) -> None:
         """The app is not there: keep it queued, offer it again on the next connection."""
 
-    def cancel(self, notification_id: str) -> StoredNotification | None:
-        """Drop a queued notification that was never sent; ``None`` if that is too late."""
-        n = self.notifications.get(notification_id)
-        if n is None:
-            return None
-        link = self.clients[n.client_id].link
-        if link is not None and notification_id in link.in_flight:
-            return None
-        return self._drop(notification_id)
+    async def cancel(self, n: StoredNotification, now: float) -> bool:
+        """Cancel ``n``, queued in the store, unless it was sent already (too late)."""
+        here = self.notifications.get(n.id)
+        if here is None and (self.fleet is None or n.id in self.finished):
+            return False
+        if here is not None:
+            link = self.clients[n.client_id].link
+            if link is not None and n.id in link.in_flight:
+                return False
+            self._drop(n.id)
+        await self.store.set_status([n.id], Status.CANCELLED, now)
+        if here is None and self.fleet is not None:
+            await self.fleet.cancelled(n)  # the node holding its client forgets it
+        return True
 
     def expire(self, ids: list[str]) -> None:
         for notification_id in ids:

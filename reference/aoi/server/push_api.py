@@ -27,7 +27,8 @@ from .credentials import ClientCredentials, ServerApp, ServerAppKeys
 from .hub import Hub
 from .load import LoadMonitor
 from .metrics import Metrics
-from .store import Status, StoredNotification, StoreError
+from .store import Status, StoredNotification, StoreError, StoreGone
+from .store.routes import route_of
 
 TOKEN_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
 
@@ -177,6 +178,8 @@ class PushApi:
     async def push(self, request: Request, token: str) -> Response:
         try:
             response = await self._push(request, token)
+        except StoreGone:  # another node of the fleet unregistered it meanwhile
+            response = refused(ApiError.token_unregistered())
         except StoreError:  # nothing was stored: the server app tries again later
             response = self._store_unavailable()
         self.metrics.pushed(response.status)
@@ -200,6 +203,7 @@ class PushApi:
         except ValueError as exc:
             return Response.error(400, "invalid_request", str(exc))
         try:
+            await self.hub.know(token)
             notification, replaces = self.notification(app, token, body)
         except ApiError as refusal:
             return refused(refusal)
@@ -240,7 +244,7 @@ class PushApi:
         ttl = int(body["ttl_s"])
         collapse_key = body.get("collapse_key")
         notification = StoredNotification(
-            id=self.new_id(), token=token, client_id=registration.client_id,
+            id=self.new_id() + route_of(token), token=token, client_id=registration.client_id,
             app_id=registration.app_id, payload=body["payload"],
             priority=body.get("priority", "normal"), ttl_s=ttl, created_at=now,
             expires_at=now + ttl, collapse_key=collapse_key, pushed_by=app.name,
@@ -267,9 +271,7 @@ class PushApi:
             return n
         if n.status == Status.CANCELLED:  # cancelling twice changes nothing
             return Response.json(200, delivery_report(n))
-        if n.status == Status.QUEUED and self.hub.cancel(notification_id) is not None:
-            now = time.time()
-            await self.hub.store.set_status([notification_id], Status.CANCELLED, now)
+        if n.status == Status.QUEUED and await self.hub.cancel(n, time.time()):
             n = await self.hub.store.get_notification(notification_id) or n
             return Response.json(200, delivery_report(n))
         return Response.error(

@@ -69,6 +69,7 @@ class PushBatch:
                 if wait is not None:
                     raise ApiError.rate_limited(f"over {app.rate_per_s}/s", wait)
                 token, push = split(item)
+                await api.hub.know(token)
                 notification, replaces = api.notification(app, token, push)
             except ApiError as refusal:
                 results.append(result_of(refusal))

@@ -151,7 +151,8 @@ def never_expires() -> None:
     sweep of the store (``SqliteStore.expire``) and the check of ``Hub.pump`` before
     sending, which here sees an expired notification as one with a second left.
     """
-    from aoi.server.hub import Hub, Link
+    from aoi.server.hub import Hub
+    from aoi.server.link import Link
     from aoi.server.store import SqliteStore
 
     async def expire(self: SqliteStore, now: float) -> list[str]:
@@ -209,7 +210,8 @@ def ignores_acks() -> None:
     ids are dropped as if acked, right after ``Hub.pump`` hands them to the session), and
     the client's real acks are ignored (``Hub.acked`` finds nothing).
     """
-    from aoi.server.hub import Hub, Link
+    from aoi.server.hub import Hub
+    from aoi.server.link import Link
 
     original_pump, original_acked = Hub.pump, Hub.acked
 

@@ -13,6 +13,7 @@ from .base import (
     StoreConflict,
     StoredNotification,
     StoreError,
+    StoreGone,
 )
 from .sqlite import SqliteStore
 
@@ -26,5 +27,6 @@ __all__ = [
     "StoreClosed",
     "StoreConflict",
     "StoreError",
+    "StoreGone",
     "StoredNotification",
 ]

@@ -90,6 +90,15 @@ class StoreConflict(StoreError):
     """The record already exists (a notification id or a token used twice)."""
 
 
+class StoreGone(StoreError):
+    """The token's registration was deactivated (by another server of the fleet, say):
+    nothing was stored, and a push to it answers 410."""
+
+    def __init__(self, token: str) -> None:
+        super().__init__(f"token {token} is unregistered")
+        self.token = token
+
+
 class StoreClosed(StoreError):
     """The store is not running: its writer has not started yet, or has stopped."""
 

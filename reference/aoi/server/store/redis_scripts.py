@@ -63,7 +63,10 @@ return 1
 )
 
 # ARGV: prefix, count, then per notification its 14 fields (the last one the client's
-# route), the number of ids it replaces, and those ids. All are checked before any is written.
+# route), a flag, the number of ids it replaces, and those ids. With the flag set, it also
+# replaces the queued notifications of its token with its collapse key that the store holds.
+# All are checked before any is written: a token whose registration is inactive refuses the
+# lot (GONE). Returns the ids cancelled as replaced.
 ADD_NOTIFICATIONS = Script(
     _HELPERS
     + """
@@ -73,21 +76,36 @@ local i = 3
 local items = {}
 for _ = 1, count do
   local f = {}
-  for j = 0, 13 do f[j + 1] = ARGV[i + j] end
-  local nreplaces = tonumber(ARGV[i + 14])
+  for j = 0, 14 do f[j + 1] = ARGV[i + j] end
+  local nreplaces = tonumber(ARGV[i + 15])
   local replaces = {}
-  for j = 1, nreplaces do replaces[j] = ARGV[i + 14 + j] end
-  i = i + 15 + nreplaces
-  local id = f[1]
+  for j = 1, nreplaces do replaces[j] = ARGV[i + 15 + j] end
+  i = i + 16 + nreplaces
+  local id, token = f[1], f[2]
   if seen[id] or redis.call('EXISTS', key(tail(id), 'n', id)) == 1 then
     return redis.error_reply('CONFLICT notification ' .. id)
+  end
+  if redis.call('HGET', key(tail(token), 'reg', token), 'active') == '0' then
+    return redis.error_reply('GONE ' .. token)
   end
   seen[id] = true
   items[#items + 1] = {f, replaces}
 end
+local cancelled = {}
+local function replace(old, at)
+  if finish(old, 'cancelled', at) == 1 then cancelled[#cancelled + 1] = old end
+end
 for _, item in ipairs(items) do
   local f, replaces = item[1], item[2]
   local id, token, client, cr = f[1], f[2], f[3], f[14]
+  if f[15] == '1' and f[10] ~= '' then
+    local wanted = string.sub(f[10], 2)
+    for _, old in ipairs(redis.call('SMEMBERS', key(cr, 'tq', token))) do
+      if redis.call('HGET', key(tail(old), 'n', old), 'collapse_key') == wanted then
+        replace(old, f[8])
+      end
+    end
+  end
   local seq = redis.call('INCR', key(cr, 'seq', ''))
   local n = key(tail(id), 'n', id)
   redis.call('HSET', n, 'token', token, 'client_id', client, 'app_id', f[4],
@@ -102,9 +120,9 @@ for _, item in ipairs(items) do
   else
     redis.call('ZADD', key(cr, 'done', ''), f[13], id)
   end
-  for _, old in ipairs(replaces) do finish(old, 'cancelled', f[8]) end
+  for _, old in ipairs(replaces) do replace(old, f[8]) end
 end
-return count
+return cancelled
 """
 )
 

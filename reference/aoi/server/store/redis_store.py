@@ -23,6 +23,7 @@ from .base import (
     StoreConflict,
     StoredNotification,
     StoreError,
+    StoreGone,
 )
 from .redis_client import RedisClient
 from .resp import Arg, RedisError, ReplyError, Script
@@ -102,6 +103,8 @@ class RedisStore:
             self.ops_failed += 1
             if "CONFLICT" in str(exc):
                 raise StoreConflict(str(exc)) from exc
+            if str(exc).startswith("GONE "):
+                raise StoreGone(str(exc)[5:]) from exc
             raise StoreError(f"Redis refused: {exc}") from exc
         except (Exception, trio.TooSlowError) as exc:
             self.ops_failed += 1
@@ -130,8 +133,19 @@ class RedisStore:
     async def add_notifications(
         self, batch: Sequence[tuple[StoredNotification, Sequence[str]]]
     ) -> None:
+        await self.add_collapsing(batch)
+
+    async def add_collapsing(
+        self,
+        batch: Sequence[tuple[StoredNotification, Sequence[str]]],
+        collapse_queued: frozenset[str] = frozenset(),
+    ) -> list[str]:
+        """:meth:`add_notifications`, for a fleet's node; a notification of a client in
+        ``collapse_queued`` also replaces the queued notifications of its token with its
+        collapse key that Redis holds (the client's queue is not in this server's memory).
+        Returns the ids cancelled as replaced; :class:`StoreGone` for an inactive token."""
         if not batch:
-            return
+            return []
         args: list[Arg] = [len(batch)]
         for n, replaces in batch:
             args += [
@@ -139,9 +153,12 @@ class RedisStore:
                 repr(n.created_at), repr(n.expires_at),
                 "" if n.collapse_key is None else "=" + n.collapse_key, n.pushed_by,
                 n.status, "" if n.status_at is None else repr(n.status_at),
-                route_of_client(n.client_id), len(replaces), *replaces,
+                route_of_client(n.client_id), int(n.client_id in collapse_queued),
+                len(replaces), *replaces,
             ]  # fmt: skip
-        await self._write(lua.ADD_NOTIFICATIONS, args, route_of_client(batch[0][0].client_id))
+        route = route_of_client(batch[0][0].client_id)
+        cancelled = await self._write(lua.ADD_NOTIFICATIONS, args, route)
+        return [id.decode() for id in cancelled]
 
     async def set_status(self, ids: Sequence[str], status: str, at: float) -> None:
         if Status(status) not in FINISHED:
