@@ -22,7 +22,7 @@ from conformance import ixit_check
 _SCHEMA = ixit_check.schema()["properties"]
 PROFILES = ("main", *_SCHEMA["targets"]["properties"])
 # Profiles that need an instance of their own: they never fall back to the target.
-DEDICATED = frozenset({"push_overload"})
+DEDICATED = frozenset({"push_overload", "fleet"})
 OPTIONAL_FEATURES = tuple(_SCHEMA["ics"]["properties"]["features"]["items"]["enum"])
 
 

@@ -34,6 +34,13 @@ Feature: hello: authentication of AOI Clients and resumption of sessions
     And a push to app "one" of client "A" still reaches it [AOI-CON-004]
 
   @AOI-CON-004
+  Scenario: In a fleet, a session resumed on another node is the same session, tokens and all
+    Given client "A" is in session and has registered app "one"
+    When client "A" resumes its session on another node of the target's fleet
+    Then client "A" is welcomed back with the same session, resumed [AOI-CON-004]
+    And a push to app "one" of client "A" still reaches it [AOI-CON-004]
+
+  @AOI-CON-004
   Scenario: An unknown session is no error: the client gets a new session
     When client "A" connects and says hello with an unknown session
     Then client "A" is welcomed with a new session, not resumed [AOI-CON-004]

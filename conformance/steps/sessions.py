@@ -6,10 +6,11 @@ import re
 import secrets
 from urllib.parse import urlsplit
 
+import pytest
 from pytest_bdd import given, step, then, when
 
 from conformance.driver.aoi2 import Frame
-from conformance.ixit import PROFILES
+from conformance.ixit import PROFILES, IxitError
 from conformance.steps import text
 from conformance.world import Device, World, describe
 
@@ -92,6 +93,18 @@ def resumes(world: World, name: str) -> None:
         f"client {name} was not welcomed when resuming: "
         f"{describe(frame, device.connection().closed)}",
     )
+
+
+@when(text('client "{name:q}" resumes its session on another node of the target\'s fleet'))
+def resumes_in_the_fleet(world: World, name: str) -> None:
+    """The IXIT's ``[targets.fleet]`` is another node of the target's fleet (the same
+    provider's state): the session, its tokens and pushes to them follow the client there."""
+    try:
+        world.ixit.endpoint("fleet")
+    except IxitError:
+        pytest.skip("not a fleet: the IXIT gives no [targets.fleet] node of the target's fleet")
+    world.profile = "fleet"
+    resumes(world, name)
 
 
 @when(text('client "{name:q}" loses its connection'))

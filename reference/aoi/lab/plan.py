@@ -195,6 +195,7 @@ class Ixit:
     restart_command: str
     client: ClientCommand | None = None
     instances: Sequence[Instance] = field(default_factory=tuple)
+    fleet: Instance | None = None  # the main instance's second node
 
 
 def ixit(spec: Ixit, lab: Secrets) -> dict[str, Any]:
@@ -221,6 +222,8 @@ def ixit(spec: Ixit, lab: Secrets) -> dict[str, Any]:
             if instance.tls:
                 endpoint["ca_file"] = spec.ca_file
             tables[f"targets.{instance.profile}"] = endpoint
+    if spec.fleet is not None:
+        tables["targets.fleet"] = {"aoi2": spec.fleet.aoi2, "http": spec.fleet.http}
     tables["timing"] = {"handshake_timeout_s": HANDSHAKE_TIMEOUT_S, "timeout_scale": 1.0}
     for name, credential in lab.clients.items():
         tables[f"clients.{name}"] = {

@@ -1,6 +1,6 @@
 """``aoi lab``: start the lab's servers, write its IXIT, keep them up until Ctrl-C.
 
-    aoi lab [--dir DIR] [--profiles main,overload,...] [--with-client]
+    aoi lab [--dir DIR] [--profiles main,overload,...] [--with-client] [--store URL]
     aoi lab restart --dir DIR PROFILE
 
 The lab writes into DIR (default ``aoi-lab``): ``<profile>.toml`` and
@@ -12,6 +12,11 @@ that exits on its own is reported (and listed in ``exited.json``), not restarted
 ``aoi lab restart`` is the IXIT's ``[restart] command``: it asks the running lab (SIGUSR2,
 with a request file in ``DIR/restart/``) to kill the instance with SIGKILL and start it
 again on the same port and store, and returns once the new process is ready.
+
+With ``--store redis://HOST:PORT`` every instance keeps its state on that Redis, each in a
+database of its own (1 to 7, emptied as the lab starts), and the ``main`` instance is a fleet
+of two nodes: its registrations name the second node (``main.2``) as their push endpoint,
+so every push the suite makes is accepted by one node and delivered by the other.
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ STOP_TIMEOUT_S = 5.0
 RESTART_TIMEOUT_S = 60.0
 START_ATTEMPTS = 3  # a port picked free may be taken before the server binds it
 LOWEST_PORT = 10_000
+SECOND_NODE = "main.2"  # the main instance's second node, with --store
 
 
 class LabError(RuntimeError):
@@ -73,6 +79,12 @@ def parser() -> argparse.ArgumentParser:
         "--with-client",
         action="store_true",
         help="describe the reference AOI Client in the IXIT too ([client]): both roles",
+    )
+    p.add_argument(
+        "--store",
+        metavar="URL",
+        help="a Redis (redis://HOST:PORT) for every instance's store; the main instance "
+        "then runs as a fleet of two nodes (databases 1-7 of that Redis are emptied)",
     )
     p.add_argument(
         "--server-command",
@@ -113,6 +125,7 @@ def main(argv: Sequence[str]) -> int:
         args.host,
         shlex.split(args.server_command),
         with_client=args.with_client,
+        store=args.store,
     )
     try:
         trio.run(lab.run, [p for p in plan.PROFILES if p in profiles])
@@ -141,9 +154,16 @@ class Server:
 
 class Lab:
     def __init__(
-        self, directory: Path, host: str, server_command: list[str], *, with_client: bool
+        self,
+        directory: Path,
+        host: str,
+        server_command: list[str],
+        *,
+        with_client: bool,
+        store: str | None = None,
     ) -> None:
         self.dir = directory
+        self.store = store.rstrip("/") if store else None
         self.host = host
         self.server_command = server_command
         self.with_client = with_client
@@ -163,6 +183,7 @@ class Lab:
             with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGUSR2) as sigs:
                 async with trio.open_nursery() as nursery:
                     try:
+                        await self._empty_stores(profiles)
                         await self._start_all(profiles)
                         for server in self.servers.values():
                             nursery.start_soon(self._watch, server)
@@ -227,20 +248,43 @@ class Lab:
             issued.private_key_pem.write_to_path(str(key))
         return str(cert), str(key)
 
-    def _configure(self, profile: str) -> Server:
+    def _configure(self, profile: str, name: str = "", pushes_to: str = "") -> Server:
+        """An instance of ``profile`` called ``name`` (a second node's), whose registrations
+        name ``pushes_to`` as their push endpoint's server, if given."""
+        name = name or profile
         instance = plan.Instance(profile, self.host, self._free_port())
         files = self._files(instance)
         policy = plan.policy(instance, datetime.now(UTC))
         Path(files.policy).write_text(json.dumps(policy, indent=2) + "\n", encoding="utf-8")
-        config = self.dir / f"{profile}.toml"
+        config = self.dir / f"{name}.toml"
         document = plan.server_config(instance, self.secrets, files)
+        if self.store is not None:
+            document["server"]["store"] = f"{self.store}/{plan.PROFILES.index(profile) + 1}"
+        if pushes_to:
+            document["server"]["public_http_url"] = pushes_to
         config.write_text(plan.render_toml(document), encoding="utf-8")
         return Server(
             instance,
             config,
-            self.dir / f"{profile}.ready.json",
-            self.dir / "logs" / f"{profile}.log",
+            self.dir / f"{name}.ready.json",
+            self.dir / "logs" / f"{name}.log",
         )
+
+    async def _empty_stores(self, profiles: list[str]) -> None:
+        """Each instance's database of the lab's Redis, emptied: a new lab starts afresh."""
+        if self.store is None:
+            return
+        from aoi.server.store.redis_client import open_redis
+        from aoi.server.store.resp import RedisError
+
+        for profile in profiles:
+            url = f"{self.store}/{plan.PROFILES.index(profile) + 1}"
+            try:
+                with trio.fail_after(START_TIMEOUT_S):
+                    async with open_redis(url) as redis:
+                        await redis.execute("FLUSHDB")
+            except (RedisError, OSError, ValueError, trio.TooSlowError) as e:
+                raise LabError(f"cannot empty the store at {url}: {e}") from e
 
     def _write_ixit(self) -> None:
         client = None
@@ -255,7 +299,8 @@ class Lab:
             ca_file=str(self.dir / "tls" / "ca.pem"),
             restart_command=shlex.join(restart),
             client=client,
-            instances=[s.instance for s in self.servers.values()],
+            instances=[s.instance for n, s in self.servers.items() if n != SECOND_NODE],
+            fleet=self.servers[SECOND_NODE].instance if SECOND_NODE in self.servers else None,
         )
         target = self.dir / "ixit.toml"
         tmp = target.with_suffix(".tmp")
@@ -289,26 +334,33 @@ class Lab:
         """Start every instance at once; the first that cannot start stops the lab."""
         failures: list[str] = []
         for profile in profiles:  # in profile order, whichever is ready first
-            self.servers[profile] = self._configure(profile)
+            if profile == "main" and self.store is not None:  # a fleet of two nodes
+                second = self.servers[SECOND_NODE] = self._configure(profile, SECOND_NODE)
+                self.servers[profile] = self._configure(profile, "", second.instance.http)
+            else:
+                self.servers[profile] = self._configure(profile)
         async with trio.open_nursery() as nursery:
-            for profile in profiles:
-                nursery.start_soon(self._start_new, profile, failures, nursery.cancel_scope)
+            for name in list(self.servers):
+                nursery.start_soon(self._start_new, name, failures, nursery.cancel_scope)
         if failures:
             raise LabError(failures[0])
 
     async def _start_new(
-        self, profile: str, failures: list[str], everything: trio.CancelScope
+        self, name: str, failures: list[str], everything: trio.CancelScope
     ) -> None:
-        for attempt in range(1, START_ATTEMPTS + 1):
+        # The main instance's nodes name each other's port: they are not moved to another.
+        fleet = name in ("main", SECOND_NODE) and SECOND_NODE in self.servers
+        attempts = 1 if fleet else START_ATTEMPTS
+        for attempt in range(1, attempts + 1):
             try:
-                await self._start(self.servers[profile])
+                await self._start(self.servers[name])
                 return
             except (_ExitedAtOnce, LabError) as e:
-                if isinstance(e, LabError) or attempt == START_ATTEMPTS:
+                if isinstance(e, LabError) or attempt == attempts:
                     failures.append(str(e))
                     everything.cancel()
                     return
-            self.servers[profile] = self._configure(profile)  # on another port
+            self.servers[name] = self._configure(name)  # on another port
 
     async def _start(self, server: Server) -> None:
         server.ready_file.unlink(missing_ok=True)

@@ -73,6 +73,14 @@ class Metrics:
         self.store_write_errors = Counter(
             "aoi_store_write_errors", "Store writes that failed", registry=r
         )
+        self.forwarded = Counter(
+            "aoi_fleet_forwarded", "Notifications sent to the fleet node holding the session",
+            registry=r,
+        )  # fmt: skip
+        self.forwards_received = Counter(
+            "aoi_fleet_received", "Notifications received from other nodes of the fleet",
+            registry=r,
+        )  # fmt: skip
         self.connections = Gauge("aoi_http_connections", "Open connections", registry=r)
         self.connections_refused = Counter(
             "aoi_http_connections_refused", "Connections refused at max_connections", registry=r

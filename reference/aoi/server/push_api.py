@@ -305,6 +305,10 @@ class PushApi:
         m.draining.set(self.load.draining)
         m.store_failing.set(0 if store.failure is None else 1)
         m.total(m.store_write_errors, store.ops_failed)
+        fleet = self.hub.fleet
+        if fleet is not None:
+            m.total(m.forwarded, fleet.forwarded)
+            m.total(m.forwards_received, fleet.received)
         if listener is not None:
             m.connections.set(listener.connections)
             m.total(m.connections_refused, listener.refused)
