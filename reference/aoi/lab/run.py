@@ -177,13 +177,13 @@ class Lab:
 
     async def run(self, profiles: list[str]) -> None:
         self._prepare()
+        await self._empty_stores(profiles)
         pid_file = self.dir / "lab.pid"
         pid_file.write_text(f"{os.getpid()}\n", encoding="utf-8")
         try:
             with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGUSR2) as sigs:
                 async with trio.open_nursery() as nursery:
                     try:
-                        await self._empty_stores(profiles)
                         await self._start_all(profiles)
                         for server in self.servers.values():
                             nursery.start_soon(self._watch, server)

@@ -14,6 +14,7 @@ import json
 import logging
 import re
 import resource
+import socket
 import ssl
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -241,9 +242,13 @@ class HttpServer:
         port: int,
         *,
         ssl_context: ssl.SSLContext | None = None,
+        reuse_port: bool = False,
         task_status: trio.TaskStatus[list[trio.SocketListener]] = trio.TASK_STATUS_IGNORED,
     ) -> None:
-        listeners = await trio.open_tcp_listeners(port, host=host, backlog=4096)
+        if reuse_port:
+            listeners = [await _reuse_port_listener(host, port)]
+        else:
+            listeners = await trio.open_tcp_listeners(port, host=host, backlog=4096)
         served: list[trio.abc.Listener[Any]] = list(listeners)
         if ssl_context is not None:
             served = [
@@ -488,3 +493,23 @@ def _remote(stream: trio.abc.Stream) -> str:
     except (AttributeError, OSError):
         return "unknown"
     return str(host)
+
+
+async def _reuse_port_listener(host: str, port: int) -> trio.SocketListener:
+    """A listener on the first address of ``host`` with ``SO_REUSEPORT``: processes that
+    listen on the same port share its connections (the kernel spreads them)."""
+    family, kind, proto, _, address = (
+        await trio.socket.getaddrinfo(
+            host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+    )[0]
+    sock = trio.socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        await sock.bind(address)
+        sock.listen(4096)
+    except BaseException:
+        sock.close()
+        raise
+    return trio.SocketListener(sock)

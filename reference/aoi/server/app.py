@@ -116,7 +116,7 @@ class Server:
                 context.load_cert_chain(s.tls_cert, s.tls_key)
             host, port = s.listen
             listeners = await nursery.start(
-                partial(self.http.serve, host, port, ssl_context=context)
+                partial(self.http.serve, host, port, ssl_context=context, reuse_port=s.reuse_port)
             )
             port = listeners[0].socket.getsockname()[1]
             shown = f"[{host}]" if ":" in host else host

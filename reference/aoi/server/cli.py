@@ -57,6 +57,17 @@ def parser() -> argparse.ArgumentParser:
         help="keep the store on Redis instead of --db (several servers may share it)",
     )
     p.add_argument(
+        "--workers",
+        metavar="N",
+        help="N server processes sharing the port (SO_REUSEPORT); needs --store",
+    )
+    p.add_argument(
+        "--reuse-port",
+        action="store_const",
+        const=True,
+        help="listen with SO_REUSEPORT, so that other servers may listen on the same port",
+    )
+    p.add_argument(
         "--tls-cert", type=Path, metavar="PEM", help="PEM certificate chain (enables TLS)"
     )
     p.add_argument("--tls-key", type=Path, metavar="PEM", help="PEM private key of --tls-cert")
@@ -84,7 +95,10 @@ def main(argv: Sequence[str]) -> int:
     logs.setup(args.log_level)
     overrides = {
         key: value
-        for key in ("listen", "id", "db", "store", "tls_cert", "tls_key", "max_sessions", "policy")
+        for key in (
+            *("listen", "id", "db", "store", "workers", "reuse_port", "tls_cert", "tls_key"),
+            *("max_sessions", "policy"),
+        )
         if (value := getattr(args, key)) is not None
     }
     _raise_open_file_limit()
@@ -93,6 +107,10 @@ def main(argv: Sequence[str]) -> int:
     except ConfigError as exc:
         print(f"aoi server: {exc}", file=sys.stderr)
         return 2
+    if config.server.workers > 1:
+        from .workers import supervise
+
+        return supervise(config, list(argv), args.ready_file)
     from .app import Server  # not before: --help and a mistake in the file answer at once
 
     try:

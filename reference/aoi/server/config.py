@@ -48,6 +48,8 @@ class ServerSettings:
     public_http_url: str | None = None  # None: the listener's own URL
     db: Path = Path("aoi-server.db")
     store: str | None = None  # redis://HOST:PORT/DB: a fleet's shared store instead of db
+    workers: int = 1  # processes sharing the listener (more than one needs store)
+    reuse_port: bool = False  # listen with SO_REUSEPORT, beside other servers on the port
     handshake_timeout_s: float = 10.0
     keepalive_s: int = 270
     max_apps: int = 32
@@ -267,6 +269,8 @@ SERVER: Mapping[str, Parser] = {
     "public_http_url": _optional(lambda v: _HTTP_URL(v).rstrip("/")),
     "db": _path,
     "store": _optional(_redis_url),
+    "workers": _integer(1, 256),
+    "reuse_port": _boolean,
     "handshake_timeout_s": _number(),
     "keepalive_s": _integer(5, 3600),
     "max_apps": _integer(1),
@@ -318,6 +322,8 @@ OVERRIDES: Mapping[str, tuple[str, str]] = {
     "id": ("server", "id"),
     "db": ("server", "db"),
     "store": ("server", "store"),
+    "workers": ("server", "workers"),
+    "reuse_port": ("server", "reuse_port"),
     "tls_cert": ("server", "tls_cert"),
     "tls_key": ("server", "tls_key"),
     "policy": ("server", "policy"),
@@ -364,7 +370,7 @@ def parse_config(
         if value is None:
             continue
         section, key = OVERRIDES[flag]
-        if isinstance(value, str) and key == "max_sessions":
+        if isinstance(value, str) and key in ("max_sessions", "workers"):
             value = int(value) if value.strip().isdigit() else value
         if isinstance(value, Path):
             value = str(value)
@@ -401,6 +407,11 @@ def parse_config(
         (missing,) = set(TLS_PAIR) - set(given)
         problems.append(f"server.{missing}: required with {place_in('server')(given[0])}")
 
+    if server.get("workers", 1) > 1 and server.get("store") is None:
+        problems.append(
+            f"{place_in('server')('workers')}: more than one worker needs a Redis store "
+            "(server.store or --store): the workers share their state there"
+        )
     if problems:
         raise ConfigError(problems)
     return ServerConfig(

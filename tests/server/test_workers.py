@@ -1,0 +1,87 @@
+"""``aoi server --workers 2``: two processes on one port (SO_REUSEPORT), nodes of one fleet on
+a real redis-server; a worker killed with ``kill -9`` is started again."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import trio
+from bench.redis_server import RedisServer
+
+from .test_crash import CONFIG, hello
+from .test_fleet import push
+
+AOI = str(Path(sys.executable).with_name("aoi"))
+
+
+def children(pid: int) -> set[int]:
+    """The live processes whose parent is ``pid``."""
+    found = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rpartition(")")[2].split()
+        except OSError:
+            continue  # gone meanwhile
+        if fields[0] != "Z" and int(fields[1]) == pid:
+            found.add(int(stat.parent.name))
+    return found
+
+
+@pytest.mark.slow
+def test_two_workers_share_the_port_and_a_killed_one_comes_back(
+    tmp_path: Path, own_redis: RedisServer
+) -> None:
+    config, ready = tmp_path / "server.toml", tmp_path / "ready.json"
+    config.write_text(CONFIG)
+    command = [AOI, "server", "--config", str(config), "--store", own_redis.url]
+    command += ["--workers", "2", "--ready-file", str(ready), "--log-level", "warning"]
+    with (tmp_path / "server.log").open("wb") as log:
+        supervisor = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 30
+        while not ready.exists():
+            assert supervisor.poll() is None and time.monotonic() < deadline, "not ready"
+            time.sleep(0.05)
+        here = json.loads(ready.read_text())
+        workers = children(supervisor.pid)
+        assert len(workers) == 2, workers
+
+        async def deliver(count: int) -> None:
+            """Pushes on new connections (spread over the workers) reach one session."""
+            with trio.fail_after(20):
+                peer, welcome = await hello(here["aoi2"])
+                assert welcome["type"] == "welcome", welcome
+                endpoint = str((await peer.register())["endpoint"])
+                for n in range(count):
+                    assert (await push(endpoint, f"n{n}"))[0] == 201
+                payloads = set()
+                for _ in range(count):
+                    frame = await peer.receive()
+                    payloads.add(frame["payload"])
+                    await peer.send(type="ack", ids=[frame["id"]])
+                assert payloads == {f"n{n}" for n in range(count)}
+                await peer.ws.close()
+
+        trio.run(deliver, 20)
+        killed = min(workers)
+        os.kill(killed, signal.SIGKILL)
+        deadline = time.monotonic() + 15
+        while len(children(supervisor.pid) - {killed}) < 2:
+            assert time.monotonic() < deadline, "the killed worker was not started again"
+            time.sleep(0.1)
+        trio.run(deliver, 20)
+        workers = children(supervisor.pid)
+        supervisor.send_signal(signal.SIGTERM)
+        assert supervisor.wait(timeout=15) == 0
+        assert not any(Path(f"/proc/{pid}").exists() for pid in workers)
+    finally:
+        if supervisor.poll() is None:
+            supervisor.kill()
+            supervisor.wait()
