@@ -17,7 +17,9 @@ Every workload runs for both systems, one after the other, at the same sizes:
    100 already connected clients pushed at 1,000/s meanwhile (:func:`bench.aoi_storm.storm`,
    :func:`bench.mqtt.storm`);
 5. reallocation (AOI only): 1,000 clients moved off an overloaded server onto its alternates
-   (:func:`bench.storm.run`).
+   (:func:`bench.storm.run`);
+6. fleet (AOI only): throughput with 1 and 2 worker processes on Redis, and the CPU a
+   notification forwarded from node to node costs (:func:`bench.fleet.run`).
 
 Mosquitto is Debian's package, installed if missing and started on loopback for each
 workload (:class:`bench.mosquitto.Broker`). Before each workload, the machine's load average,
@@ -54,11 +56,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from . import aoi_storm, mosquitto, mqtt, report, server, stack_floor
+from . import aoi_storm, fleet, mosquitto, mqtt, report, server, stack_floor
 from .machine import machine_busy_since, machine_jiffies, raise_nofile
 
 ROOT = Path(__file__).resolve().parent.parent
-WORKLOADS = ("memory", "throughput", "latency", "storm", "reallocation")
+WORKLOADS = ("memory", "throughput", "latency", "storm", "reallocation", "fleet")
 NOFILE = 131072  # 20k sessions and their load generators; root raises the hard limit too
 
 FULL = {
@@ -177,6 +179,8 @@ def aoi(name: str, folder: Path, sizes: dict[str, Any]) -> dict[str, Any]:
         )  # fmt: skip
     if name == "reallocation":
         return reallocation(sizes["reallocation_clients"])
+    if name == "fleet":
+        return fleet.run(folder / "fleet", clients, sizes["in_flight"], seconds)
     raise ValueError(name)
 
 
@@ -375,7 +379,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> tuple[dict[str, Any], int]
         folder = Path(tmp)
         for name in args.only:
             attempt(f"aoi.{name}", functools.partial(aoi, name, folder, sizes), folder)
-            if name != "reallocation":
+            if name not in ("reallocation", "fleet"):
                 attempt(f"mosquitto.{name}", functools.partial(broker, name, sizes), folder)
         result["rows"] = report.rows(result)
         result["targets"] = report.targets(result["rows"])

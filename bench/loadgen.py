@@ -23,8 +23,9 @@ import shutil
 import subprocess
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from types import MappingProxyType
 from typing import IO, Any
 
 from .machine import cpu_times
@@ -154,6 +155,7 @@ def drive(
     warmup: float,
     names: tuple[str, str],
     on_window: Callable[[int], None] | None = None,
+    others: Mapping[str, Sequence[int]] = MappingProxyType({}),
 ) -> dict[str, Any]:
     """One throughput or latency run, once the clients of ``holder`` are served:
     ``spawn_pushers(begin, window)`` starts the pushers, which push from ``begin``; the
@@ -161,7 +163,9 @@ def drive(
     The server's CPU and the generator's (the clients and the pushers) over the window are
     measured from /proc; ``generator_kernel_share`` is the part of the generator's spent in
     the kernel (on loopback, a send also runs the TCP receive path of the peer's socket).
-    ``on_window(server_pid)`` is called as the window opens."""
+    ``on_window(server_pid)`` is called as the window opens. ``others`` names more
+    processes (a server's workers, its Redis) whose CPU over the window is reported too, as
+    ``others_cpu_cores`` and ``others_cpu_us_per_notification``, by name."""
     record = False
     begin = time.monotonic() + 1.0  # time for the pushers to connect
     window = (begin + warmup, begin + warmup + seconds)
@@ -174,6 +178,7 @@ def drive(
             on_window(server_pid)
         watched = [server_pid, holder.pid, *(p.pid for p in pushers)]
         times_before = [cpu_times(pid) for pid in watched]
+        others_before = {name: [cpu_times(pid) for pid in pids] for name, pids in others.items()}
         time.sleep(max(0.0, window[1] - time.monotonic()))
         times = [
             (user - user_before, system - system_before)
@@ -182,6 +187,11 @@ def drive(
             )
         ]
         cpu = [user + system for user, system in times]
+        others_cpu = {}
+        for name, pids in others.items():
+            before = others_before[name]
+            spent = [sum(cpu_times(pid)) - sum(b) for pid, b in zip(pids, before, strict=True)]
+            others_cpu[name] = sum(spent)
         pushed = [line(p) for p in pushers]
         for p in pushers:
             p.wait(timeout=30)
@@ -210,6 +220,11 @@ def drive(
         "lost_connections": sum(p["lost_connections"] for p in pushed),
         "sessions_lost": done["sessions_lost"], "duplicates": done["duplicates"],
     }  # fmt: skip
+    if others:
+        figures["others_cpu_cores"] = {n: round(c / seconds, 3) for n, c in others_cpu.items()}
+        figures["others_cpu_us_per_notification"] = {
+            n: round(c / acked * 1e6, 1) if acked else None for n, c in others_cpu.items()
+        }
     if record:
         figures.update(latencies(pushed, done["receipts"], names))
         figures["push_round_trip_ms"] = [p["round_trip_ms"] for p in pushed]

@@ -22,13 +22,14 @@ from typing import Any
 SYSTEMS = ("aoi", "mosquitto")
 NAMES = {"aoi": "AOI reference", "mosquitto": "Mosquitto"}
 COLOURS = {"aoi": "#1f77b4", "mosquitto": "#ff7f0e"}
-WORKLOADS = ("memory", "throughput", "latency", "storm", "reallocation")
+WORKLOADS = ("memory", "throughput", "latency", "storm", "reallocation", "fleet")
 TITLES = {
     "memory": "Idle sessions",
     "throughput": "Throughput",
     "latency": "Latency",
     "storm": "Connection storm",
     "reallocation": "Reallocation",
+    "fleet": "Fleet on Redis",
 }
 
 # The targets: memory per idle session, and AOI relative to Mosquitto in the same run.
@@ -117,6 +118,17 @@ def figures(sizes: dict[str, Any]) -> list[Figure]:
         Figure("reallocation", "clients served on the alternates", ("served",), None, 0),
         Figure("reallocation", "p99 ms per client, last refusal to served",
                ("reallocation_ms", "p99"), None, 1),
+        Figure("fleet", f"acked /s, {clients} clients, 1 worker on Redis",
+               ("workers", "1", "acked_per_s"), None, 0),
+        Figure("fleet", "acked /s, 2 workers", ("workers", "2", "acked_per_s"), None, 0),
+        Figure("fleet", "server CPU µs per notification, 1 worker",
+               ("workers", "1", "others_cpu_us_per_notification", "server"), None, 1),
+        Figure("fleet", "server CPU µs per notification, 2 workers",
+               ("workers", "2", "others_cpu_us_per_notification", "server"), None, 1),
+        Figure("fleet", "redis-server CPU µs per notification, 1 worker",
+               ("workers", "1", "others_cpu_us_per_notification", "redis-server"), None, 1),
+        Figure("fleet", "CPU µs per forward, node to node (all processes)",
+               ("forwarding", "forward_cpu_us"), None, 1),
     ]  # fmt: skip
     return rows
 

@@ -22,11 +22,11 @@ import pytest
 
 try:
     import bench.__main__ as bench_main
-    from bench import mosquitto, report, server
+    from bench import fleet, mosquitto, report, server
 except ModuleNotFoundError:  # bench/ is not an installed package: run as `pytest`, not `-m`
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
     import bench.__main__ as bench_main
-    from bench import mosquitto, report, server
+    from bench import fleet, mosquitto, report, server
 
 TINY: dict[str, Any] = {
     **bench_main.FULL,
@@ -118,6 +118,17 @@ def test_the_reallocation_result_has_every_key_the_table_needs() -> None:
 
 
 @pytest.mark.slow
+def test_the_fleet_result_has_every_key_the_table_needs(tmp_path: Path) -> None:
+    figures = fleet.run(tmp_path, clients=10, connections=8, seconds=0.5)
+    result = {"sizes": TINY, "aoi": {"fleet": figures}, "mosquitto": {}}
+    assert report.missing(result, ["fleet"]) == []
+    workers, forwarding = figures["workers"], figures["forwarding"]
+    for run in (workers["1"], workers["2"], forwarding["local"], forwarding["forwarded"]):
+        assert run["acked_per_s"] > 0 and run["sessions_lost"] == 0, run
+    assert figures["forwarding"]["forwarded"]["others_cpu_cores"]["node-2"] > 0
+
+
+@pytest.mark.slow
 @pytest.mark.skipif(
     mosquitto._which("mosquitto") is None or mosquitto._which("mosquitto_passwd") is None,
     reason="mosquitto is not installed (python -m bench installs it; a test does not)",
@@ -177,6 +188,11 @@ def figures(kb: float, aoi_acked: int, aoi_p99: float, aoi_storm_s: float = 3.0)
     }  # fmt: skip
     aoi["reallocation"] = {"all_served_or_direct_s": 1.5, "served": 10, "reallocation_ms": {
         "p99": 80.0}}  # fmt: skip
+    run = {
+        "acked_per_s": 3000,
+        "others_cpu_us_per_notification": {"server": 250.0, "redis-server": 60.0},
+    }
+    aoi["fleet"] = {"workers": {"1": run, "2": run}, "forwarding": {"forward_cpu_us": 24.0}}
     return {"sizes": sizes, "aoi": aoi, "mosquitto": side(1.5, 8000, 2.0, 3.0)}
 
 
