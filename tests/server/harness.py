@@ -17,6 +17,7 @@ from aoi.net.client import connect
 from aoi.net.websocket import ConnectionClosed, WebSocket
 from aoi.server.app import Listening, Server
 from aoi.server.config import ServerConfig, parse_config
+from aoi.server.store import Store
 
 APP = "com.example.chat"
 OTHER_APP = "com.example.mail"
@@ -137,9 +138,9 @@ class Env:
 
 @asynccontextmanager
 async def running(
-    cfg: ServerConfig, ssl_context: ssl.SSLContext | None = None
+    cfg: ServerConfig, ssl_context: ssl.SSLContext | None = None, store: Store | None = None
 ) -> AsyncIterator[Env]:
-    server = Server(cfg)
+    server = Server(cfg, store)
     async with (
         trio.open_nursery() as nursery,
         httpx.AsyncClient(verify=ssl_context or True) as http,

@@ -11,6 +11,8 @@ from urllib.parse import urlsplit
 import trio
 from bench.redis_server import RedisServer
 
+from aoi.server.store.redis_store import RedisStore
+
 from .harness import KEY, Env, config, running
 
 
@@ -119,5 +121,37 @@ def test_a_session_keeps_receiving_across_a_redis_restart(
                     await trio.sleep(0.2)
             notify = await peer.receive()
             assert notify["payload"] == "after"
+
+    trio.run(main)
+
+
+class SlowSessions(RedisStore):
+    """Recording a session takes 0.3 s: long enough for a connection to end meanwhile."""
+
+    async def set_session(self, client_id: str, session_id: str) -> None:
+        await trio.sleep(0.3)
+        await super().set_session(client_id, session_id)
+
+
+def test_a_new_connection_keeps_its_client_while_the_old_one_ends_during_its_hello(
+    tmp_path: Path, own_redis: RedisServer
+) -> None:
+    async def main() -> None:
+        cfg = config(tmp_path, server={"store": own_redis.url})
+        async with running(cfg, store=SlowSessions(own_redis.url)) as node:
+            old, _ = await node.hello()
+            endpoint = (await old.register())["endpoint"]
+
+            async def end_old() -> None:
+                await trio.sleep(0.1)  # the new hello is being recorded by then
+                await old.ws.close()
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(end_old)
+                new, welcome = await node.hello()
+            assert welcome["type"] == "welcome", welcome
+            assert (await node.push(endpoint, "to the new connection")).status_code == 201
+            notify = await new.receive()
+            assert notify["payload"] == "to the new connection"
 
     trio.run(main)

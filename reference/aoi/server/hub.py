@@ -91,17 +91,21 @@ class Hub:
         """A client authenticated on ``link``. Returns its session id, whether it resumed,
         and the connection it replaces (the owner closes that one)."""
         client = self._client(link.client_id)
-        if self.fleet is not None:
-            client.adopting += 1
-            try:
+        client.attaching += 1  # a fleet node keeps it in memory meanwhile (forget)
+        try:
+            if self.fleet is not None:
                 await self.fleet.adopt(client, link)
-            finally:
-                client.adopting -= 1
-        resumed = requested_session is not None and requested_session == client.session_id
-        if not resumed or client.session_id is None:
-            session_id = secrets.token_urlsafe(18)
-            await self.store.set_session(client.client_id, session_id)
-            client.session_id = session_id  # only once stored: a failed write changes nothing
+            resumed = requested_session is not None and requested_session == client.session_id
+            if not resumed or client.session_id is None:
+                session_id = secrets.token_urlsafe(18)
+                await self.store.set_session(client.client_id, session_id)
+                client.session_id = session_id  # only once stored: a failure changes nothing
+        except BaseException:
+            client.attaching -= 1
+            if self.fleet is not None:
+                self.forget(client)  # its state is the store's again
+            raise
+        client.attaching -= 1
         previous, client.link = client.link, link
         if previous is None:
             self.established += 1
@@ -118,7 +122,7 @@ class Hub:
 
     def forget(self, client: Client) -> None:
         """Drop a client's state from memory (a fleet node whose session of it ended)."""
-        if client.link is None and not client.adopting:
+        if client.link is None and not client.attaching:
             for notification_id in client.pending:
                 del self.notifications[notification_id]
             del self.clients[client.client_id]
@@ -254,7 +258,7 @@ class Hub:
         links: dict[str, Link] = {}
         for n in notifications:
             client = self.clients.get(n.client_id)
-            if client is None or (client.link is None and not client.adopting):
+            if client is None or (client.link is None and not client.attaching):
                 continue  # its session ended meanwhile: the store's queue has it
             if n.id not in self.notifications and n.id not in self.finished:
                 self._add_pending(n)

@@ -108,7 +108,7 @@ class Client:
     pending: dict[str, StoredNotification] = field(default_factory=dict)  # not acked yet
     unsent: tuple[deque[str], deque[str], deque[str]] | None = None  # ids by priority
     link: Link | None = None
-    adopting: int = 0  # in a fleet: connections taking the client's state from the store
+    attaching: int = 0  # connections between authentication and attach's return
 
     def queue(self, notification_id: str, priority: str) -> None:
         if self.unsent is None:
