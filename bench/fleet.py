@@ -27,11 +27,9 @@ from __future__ import annotations
 import argparse
 import json
 import subprocess
-import sys
 import tempfile
-import time
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -53,37 +51,11 @@ def children(pid: int) -> list[int]:
     return sorted(found)
 
 
-@contextmanager
 def node(
     folder: Path, clients: int, store: str, *flags: str
-) -> Iterator[tuple[subprocess.Popen[bytes], dict[str, str]]]:
+) -> AbstractContextManager[tuple[subprocess.Popen[bytes], dict[str, str]]]:
     """``aoi server`` on ``store`` with ``flags`` (``--workers 2``, say); it and its URLs."""
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "server.toml").write_text(
-        server.config(clients).replace("[server]\n", f'[server]\nstore = "{store}"\n', 1)
-    )
-    ready = folder / "ready.json"
-    ready.unlink(missing_ok=True)
-    with (folder / "server.log").open("ab") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "aoi", "server", "--config", str(folder / "server.toml"),
-             "--ready-file", str(ready), "--log-level", "warning", *flags],
-            stdout=log, stderr=subprocess.STDOUT, cwd=server.ROOT,
-        )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 60
-        while not ready.exists():
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the server did not start; see {folder / 'server.log'}")
-            time.sleep(0.05)
-        yield process, json.loads(ready.read_text())
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    return server.server(folder, clients, store=store, flags=flags)
 
 
 def drive(

@@ -75,18 +75,25 @@ def server(
     clients: int,
     launcher: Sequence[str] = ("-m", "aoi"),
     max_sessions: int = 1_000_000,
+    store: str | None = None,
+    flags: Sequence[str] = (),
 ) -> Iterator[tuple[subprocess.Popen[bytes], dict[str, str]]]:
     """``aoi server`` (started with ``python <launcher> server ...``) for ``clients`` clients,
-    and what its ready file says (its URLs)."""
+    with ``flags`` and its store on the Redis at ``store`` if given, and what its ready file
+    says (its URLs)."""
+    folder.mkdir(parents=True, exist_ok=True)
     for old in folder.glob("bench.db*"):
         old.unlink()
-    (folder / "server.toml").write_text(config(clients, max_sessions))
+    text = config(clients, max_sessions)
+    if store is not None:
+        text = text.replace("[server]\n", f'[server]\nstore = "{store}"\n', 1)
+    (folder / "server.toml").write_text(text)
     ready = folder / "ready.json"
     ready.unlink(missing_ok=True)
     with (folder / "server.log").open("ab") as log:
         process = subprocess.Popen(
             [sys.executable, *launcher, "server", "--config", str(folder / "server.toml"),
-             "--ready-file", str(ready), "--log-level", "warning"],
+             "--ready-file", str(ready), "--log-level", "warning", *flags],
             stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
         )  # fmt: skip
     try:
