@@ -132,6 +132,7 @@ def test_a_push_through_any_node_reaches_the_session_and_survives_its_node_kille
                 process_1.kill()  # SIGKILL: node 1 and its session are gone at once
                 killed.set()
             process_1.wait(timeout=5)
+            await peer.ws.close()  # its node is gone
 
             peer, again = await hello(node_2["aoi2"], session=str(welcome["session"]))
             assert again["type"] == "welcome", again

@@ -117,6 +117,11 @@ VARIANTS = (
         features=("registration",),
     ),
     Variant(
+        "counted_tokens",
+        fails={"AOI-APP-002": "tokens differ only in a counter after a fixed prefix"},
+        features=("registration",),
+    ),
+    Variant(
         "strict_members",
         fails={"AOI-GEN-002": "a ping with a member of a later version gets invalid_message"},
         features=("malformed",),

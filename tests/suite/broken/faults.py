@@ -32,7 +32,7 @@ for _patch in OVERLOAD_FAULTS:
 @fault
 def short_tokens() -> None:
     """Shortens tokens: registrations get tokens of 64 random bits (11 base64url
-    characters) instead of 192.
+    characters) instead of 144.
 
     AOI-APP-002 requires tokens to be unguessable, at least 128 random bits: a 64-bit token
     can be found by a server app (or anyone who can reach AOI-3) by guessing. Everything
@@ -40,8 +40,28 @@ def short_tokens() -> None:
     """
     import aoi.server.hub
 
-    def new_token() -> str:
+    def new_token(client_id: str) -> str:
         return secrets.token_urlsafe(8)
+
+    aoi.server.hub.new_token = new_token
+
+
+@fault
+def counted_tokens() -> None:
+    """Counts tokens: each is a fixed random prefix drawn at start-up (22 characters) and a
+    counter, so tokens are long enough and never repeat, but only the counter differs.
+
+    AOI-APP-002 requires 128 random bits in each token: whoever saw one token guesses the
+    others by counting.
+    """
+    import itertools
+
+    import aoi.server.hub
+
+    prefix, counter = secrets.token_urlsafe(16), itertools.count(1)
+
+    def new_token(client_id: str) -> str:
+        return f"{prefix}{next(counter):06d}"
 
     aoi.server.hub.new_token = new_token
 
@@ -94,7 +114,7 @@ def derived_tokens() -> None:
     pair: contextvars.ContextVar[str] = contextvars.ContextVar("pair")
     original = Hub.register
 
-    def new_token() -> str:
+    def new_token(client_id: str) -> str:
         digest = hashlib.sha256(pair.get().encode()).digest()
         return urlsafe_b64encode(digest).decode()[:32]
 

@@ -2,8 +2,9 @@
 
 A client's route is six base64url characters, one of 1,024, taken from its id. Every key of
 the client carries it as a hash tag (``{route}``), so one Lua script touches one slot and a
-Redis Cluster runs it on one node. A token or notification id made by :func:`new_token` or
-:func:`new_id` ends with its client's route: any node finds the slot from the token alone.
+Redis Cluster runs it on one node. A token made by :func:`new_token` ends with its client's
+route, and so does a notification id (the server appends its token's route): any node finds
+the slot from a token or an id alone.
 """
 
 from __future__ import annotations
@@ -28,10 +29,6 @@ def route_of(token_or_id: str) -> str:
 
 
 def new_token(client_id: str) -> str:
-    """A fresh token (128 random bits) that ends with its client's route."""
-    return secrets.token_urlsafe(16) + route_of_client(client_id)
-
-
-def new_id(client_id: str) -> str:
-    """A fresh notification id that ends with its client's route."""
-    return secrets.token_urlsafe(12) + route_of_client(client_id)
+    """A fresh token (144 random bits: 24 characters, each of them random) that ends with
+    its client's route."""
+    return secrets.token_urlsafe(18) + route_of_client(client_id)
