@@ -17,8 +17,6 @@ directory, as a shell user expects.
 from __future__ import annotations
 
 import dataclasses
-import math
-import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -28,6 +26,22 @@ from typing import Any
 
 from aoi.core.overload import MAX_RETRY_AFTER_S, OverloadSettings
 
+from .config_values import (
+    Invalid,
+    Parser,
+    array_of,
+    boolean,
+    integer,
+    kind,
+    listen,
+    matching,
+    number,
+    optional,
+    path,
+    redis_url,
+    secret,
+    sha256,
+)
 from .credentials import digest
 
 
@@ -107,209 +121,63 @@ def default_config() -> ServerConfig:
     return ServerConfig()
 
 
-# --- reading values --------------------------------------------------------------------
-
-
-class _Invalid(Exception):
-    """A value cannot be used; ``at`` extends the place (``[1]`` for an array item)."""
-
-    def __init__(self, detail: str, at: str = "") -> None:
-        super().__init__(detail)
-        self.detail = detail
-        self.at = at
-
-
-Parser = Callable[[Any], Any]
-
-_TOML_KINDS: tuple[tuple[type, str], ...] = (
-    (bool, "a boolean"),  # before int: bool is an int to Python, not to TOML
-    (int, "an integer"),
-    (float, "a float"),
-    (str, "a string"),
-    (list, "an array"),
-    (dict, "a table"),
-)
-
-
-def _kind(value: object) -> str:
-    return next((name for t, name in _TOML_KINDS if isinstance(value, t)), "a date or time")
-
-
-def _integer(lo: int, hi: int | None = None) -> Parser:
-    def parse(value: Any) -> int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise _Invalid(f"expected an integer, got {_kind(value)}")
-        if value < lo or (hi is not None and value > hi):
-            raise _Invalid(f"must be at least {lo}" if hi is None else f"must be {lo}..{hi}")
-        return value
-
-    return parse
-
-
-def _number(above: float = 0.0, at_most: float | None = None) -> Parser:
-    def parse(value: Any) -> float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise _Invalid(f"expected a number, got {_kind(value)}")
-        if not math.isfinite(value):
-            raise _Invalid("must be a finite number")
-        if value <= above or (at_most is not None and value > at_most):
-            bound = f"greater than {above:g}"
-            raise _Invalid(
-                f"must be {bound}" + ("" if at_most is None else f", at most {at_most:g}")
-            )
-        return float(value)
-
-    return parse
-
-
-def _boolean(value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise _Invalid(f"expected true or false, got {_kind(value)}")
-    return value
-
-
-def _string(value: Any) -> str:
-    if not isinstance(value, str):
-        raise _Invalid(f"expected a string, got {_kind(value)}")
-    return value
-
-
-def _matching(pattern: str, what: str) -> Parser:
-    compiled = re.compile(pattern)
-
-    def parse(value: Any) -> str:
-        if not compiled.fullmatch(_string(value)):
-            raise _Invalid(f"not {what}: {value!r}")
-        return str(value)
-
-    return parse
-
-
-def _secret(max_len: int) -> Parser:
-    def parse(value: Any) -> str:
-        if not 1 <= len(_string(value)) <= max_len:
-            raise _Invalid(f"must be 1..{max_len} characters")
-        return str(value)
-
-    return parse
-
-
-def _sha256(value: Any) -> str:
-    if not re.fullmatch(r"[0-9A-Fa-f]{64}", _string(value)):
-        raise _Invalid("not 64 hex digits")
-    return str(value).lower()
-
-
-def _listen(value: Any) -> tuple[str, int]:
-    host, colon, port = _string(value).rpartition(":")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]  # [::1]:8080
-    if not colon or not host or not port.isdigit():
-        raise _Invalid(f"expected HOST:PORT, got {value!r}")
-    if int(port) > 65535:
-        raise _Invalid(f"port must be 0..65535, got {port}")
-    return host, int(port)
-
-
-def _redis_url(value: Any) -> str:
-    from .store.resp import RedisAddress  # the store's own reading of it
-
-    try:
-        RedisAddress.from_url(_string(value))
-    except ValueError as e:
-        raise _Invalid(str(e)) from None
-    return str(value)
-
-
-def _optional(parse: Parser) -> Parser:
-    """An empty string means "not set" (``tls_cert = ""``)."""
-    return lambda value: None if value == "" else parse(value)
-
-
-def _path(value: Any) -> Path:
-    if isinstance(value, Path):
-        return value
-    if not _string(value):
-        raise _Invalid("must not be empty")
-    return Path(value)
-
-
-def _array_of(item: Parser, *, non_empty: bool = False, max_items: int | None = None) -> Parser:
-    def parse(value: Any) -> tuple[Any, ...]:
-        if not isinstance(value, list):
-            raise _Invalid(f"expected an array, got {_kind(value)}")
-        if non_empty and not value:
-            raise _Invalid("must not be empty")
-        if max_items is not None and len(value) > max_items:
-            raise _Invalid(f"at most {max_items} items")
-        items = []
-        for n, element in enumerate(value):
-            try:
-                items.append(item(element))
-            except _Invalid as e:
-                raise _Invalid(e.detail, f"[{n}]{e.at}") from None
-        return tuple(items)
-
-    return parse
-
-
-_SERVER_ID = _matching(r"[A-Za-z0-9._-]{1,64}", "a server id (1..64 of A-Z a-z 0-9 . _ -)")
-_CLIENT_ID = _matching(r"[A-Za-z0-9._:@-]{1,128}", "a client id (1..128 of A-Z a-z 0-9 . _ : @ -)")
-_APP_ID = _matching(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}", "an app id")
-_HTTP_URL = _matching(r"https?://\S{1,2040}", "an http:// or https:// URL")
-_AOI2_URL = _matching(r"wss?://\S{1,2040}", "a ws:// or wss:// URL")
-_NAME = _matching(r"\S.{0,127}", "a name (1..128 characters)")
-_PROVIDER = _matching(r"[^\s]{1,253}", "a provider name")
+_SERVER_ID = matching(r"[A-Za-z0-9._-]{1,64}", "a server id (1..64 of A-Z a-z 0-9 . _ -)")
+_CLIENT_ID = matching(r"[A-Za-z0-9._:@-]{1,128}", "a client id (1..128 of A-Z a-z 0-9 . _ : @ -)")
+_APP_ID = matching(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}", "an app id")
+_HTTP_URL = matching(r"https?://\S{1,2040}", "an http:// or https:// URL")
+_AOI2_URL = matching(r"wss?://\S{1,2040}", "a ws:// or wss:// URL")
+_NAME = matching(r"\S.{0,127}", "a name (1..128 characters)")
+_PROVIDER = matching(r"[^\s]{1,253}", "a provider name")
 
 # Each section: TOML key -> how to read its value. A key missing from the file takes the
 # dataclass default; a key not listed here is a typo and reported.
 SERVER: Mapping[str, Parser] = {
     "id": _SERVER_ID,
-    "listen": _listen,
-    "public_http_url": _optional(lambda v: _HTTP_URL(v).rstrip("/")),
-    "db": _path,
-    "store": _optional(_redis_url),
-    "workers": _integer(1, 256),
-    "reuse_port": _boolean,
-    "handshake_timeout_s": _number(),
-    "keepalive_s": _integer(5, 3600),
-    "max_apps": _integer(1),
-    "max_connections": _integer(0),
-    "request_head_timeout_s": _number(),
-    "request_body_timeout_s": _number(),
-    "tls_cert": _optional(_path),
-    "tls_key": _optional(_path),
-    "policy": _optional(_path),
+    "listen": listen,
+    "public_http_url": optional(lambda v: _HTTP_URL(v).rstrip("/")),
+    "db": path,
+    "store": optional(redis_url),
+    "workers": integer(1, 256),
+    "reuse_port": boolean,
+    "handshake_timeout_s": number(),
+    "keepalive_s": integer(5, 3600),
+    "max_apps": integer(1),
+    "max_connections": integer(0),
+    "request_head_timeout_s": number(),
+    "request_body_timeout_s": number(),
+    "tls_cert": optional(path),
+    "tls_key": optional(path),
+    "policy": optional(path),
 }
 OVERLOAD: Mapping[str, Parser] = {
-    "max_sessions": _integer(0),  # 0 refuses every hello: a way to test overload
-    "hello_rate_per_s": _number(),
-    "hello_burst": _integer(1),
-    "max_loop_lag_ms": _number(),
-    "max_store_backlog": _integer(0),
-    "retry_after_s": _number(at_most=MAX_RETRY_AFTER_S),
-    "alternates": _array_of(_AOI2_URL, max_items=16),  # reject.servers holds at most 16
-    "shed": _boolean,
-    "shed_high_water": _number(),
-    "shed_rate_per_s": _number(),
+    "max_sessions": integer(0),  # 0 refuses every hello: a way to test overload
+    "hello_rate_per_s": number(),
+    "hello_burst": integer(1),
+    "max_loop_lag_ms": number(),
+    "max_store_backlog": integer(0),
+    "retry_after_s": number(at_most=MAX_RETRY_AFTER_S),
+    "alternates": array_of(_AOI2_URL, max_items=16),  # reject.servers holds at most 16
+    "shed": boolean,
+    "shed_high_water": number(),
+    "shed_rate_per_s": number(),
 }
 SECURITY: Mapping[str, Parser] = {
-    "failed_hello_limit": _integer(1),
-    "failed_hello_window_s": _number(),
+    "failed_hello_limit": integer(1),
+    "failed_hello_window_s": number(),
 }
 CLIENT: Mapping[str, Parser] = {
     "client_id": _CLIENT_ID,
-    "credential_sha256": _sha256,
-    "credential": _secret(1024),  # hashed below, then dropped
+    "credential_sha256": sha256,
+    "credential": secret(1024),  # hashed below, then dropped
     "provider": _PROVIDER,
 }
 SERVER_APP: Mapping[str, Parser] = {
     "name": _NAME,
-    "key_sha256": _sha256,
-    "key": _secret(4096),  # hashed below, then dropped
-    "app_ids": _array_of(_APP_ID, non_empty=True),
-    "rate_per_s": _number(),
-    "burst": _integer(1),
+    "key_sha256": sha256,
+    "key": secret(4096),  # hashed below, then dropped
+    "app_ids": array_of(_APP_ID, non_empty=True),
+    "rate_per_s": number(),
+    "burst": integer(1),
 }
 _SERVER_DEFAULTS = ServerSettings()
 PATHS = ("db", "tls_cert", "tls_key", "policy")  # in [server]; relative to the file
@@ -433,7 +301,7 @@ def _read(
     """The values of the table ``name`` that are present and valid, by key."""
     table = tables.get(name, {})
     if not isinstance(table, dict):
-        problems.append(f"{name}: expected a table, got {_kind(table)}")
+        problems.append(f"{name}: expected a table, got {kind(table)}")
         return {}
     return _read_entry(table, parsers, place, problems)
 
@@ -452,7 +320,7 @@ def _read_entry(
             continue
         try:
             values[key] = parse(value)
-        except _Invalid as e:
+        except Invalid as e:
             problems.append(f"{place(key)}{e.at}: {e.detail}")
     return values
 
