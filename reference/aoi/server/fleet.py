@@ -33,6 +33,7 @@ from .store import StoredNotification, StoreError
 from .store.redis_pubsub import Gap, Subscription
 from .store.redis_router import HERE, RedisRouter, node_of
 from .store.redis_store import RedisStore
+from .store.resp import RedisError
 
 if TYPE_CHECKING:
     from .hub import Hub
@@ -69,7 +70,10 @@ class Fleet:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Receive what other nodes send, and release claims; until cancelled."""
         subscription = Subscription(self.store.url, [self.router.channel], name="aoi-fleet")
-        await subscription.connect()
+        try:
+            await subscription.connect()
+        except RedisError as exc:  # Redis went between the store's start and this
+            raise StoreError(f"cannot subscribe to the fleet's channel: {exc}") from exc
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._release)
