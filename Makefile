@@ -1,6 +1,6 @@
 # Every target installs what it needs on first use: a virtual environment in .venv with the
 # reference (aoi-kit) and the conformance suite (aoi-conformance), both editable, and the
-# test tools; for test, Debian's redis-server; for certify, Allure's report generator in
+# test tools; for test and bench, Debian's redis-server; for certify, Allure's report generator in
 # .tools/.
 PYTHON ?= python3
 VENV := .venv
@@ -43,6 +43,7 @@ types: $(STAMP)
 	$(VENV)/bin/mypy
 
 bench: $(VENV)/.bench-installed
+	scripts/redis install
 	$(PY) -m bench
 
 clean:
