@@ -30,7 +30,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -40,12 +39,11 @@ import trio
 
 from aoi import __version__
 from aoi.cli import command_parser
-from aoi.lab import plan
+from aoi.lab import plan, restart
 
 READY_POLL_S = 0.05  # the ready file is a server's only way to say it listens
 START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 5.0
-RESTART_TIMEOUT_S = 60.0
 START_ATTEMPTS = 3  # a port picked free may be taken before the server binds it
 LOWEST_PORT = 10_000
 SECOND_NODE = "main.2"  # the main instance's second node, with --store
@@ -95,20 +93,9 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def restart_parser() -> argparse.ArgumentParser:
-    p = command_parser(
-        "aoi lab restart",
-        "Kill an instance of a running lab with SIGKILL and start it again; "
-        "return once it is ready.",
-    )
-    p.add_argument("--dir", type=Path, required=True, metavar="DIR", help="the lab's directory")
-    p.add_argument("profile", choices=plan.PROFILES, help="the instance to restart")
-    return p
-
-
 def main(argv: Sequence[str]) -> int:
     if argv and argv[0] == "restart":
-        return restart(restart_parser().parse_args(argv[1:]))
+        return restart.main(argv[1:])
     args = parser().parse_args(argv)
     profiles = [p for p in args.profiles.split(",") if p]
     unknown = sorted(set(profiles) - set(plan.PROFILES))
@@ -472,40 +459,6 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
-
-
-# --- aoi lab restart -----------------------------------------------------------------------
-
-
-def restart(args: argparse.Namespace) -> int:
-    """Ask the lab in ``args.dir`` to crash and restart ``args.profile``; wait for it."""
-    directory: Path = args.dir.resolve()
-    try:
-        pid = int((directory / "lab.pid").read_text(encoding="utf-8").split()[0])
-    except (OSError, ValueError, IndexError):
-        print(f"aoi lab restart: no lab runs in {directory}", file=sys.stderr)
-        return 1
-    request = directory / "restart" / f"{args.profile}.request"
-    done = request.with_suffix(".done")
-    done.unlink(missing_ok=True)
-    request.write_text("", encoding="utf-8")
-    try:
-        os.kill(pid, signal.SIGUSR2)
-    except ProcessLookupError:
-        print(f"aoi lab restart: the lab in {directory} (pid {pid}) is gone", file=sys.stderr)
-        return 1
-    deadline = time.monotonic() + RESTART_TIMEOUT_S
-    while not done.exists():
-        if time.monotonic() > deadline:
-            print(f"aoi lab restart: {args.profile} not back within {RESTART_TIMEOUT_S:.0f} s")
-            return 1
-        time.sleep(READY_POLL_S)  # the lab answers by writing the file
-    outcome = done.read_text(encoding="utf-8")
-    done.unlink(missing_ok=True)
-    if outcome != "ok":
-        print(f"aoi lab restart: {outcome}", file=sys.stderr)
-        return 1
-    return 0
 
 
 def _pytest() -> str:
