@@ -111,7 +111,8 @@ class PolicySpec:
         """The bound of the n-th backoff delay (docs/protocol.md 6.2)."""
         b = self.backoff
         return (
-            min(float(b["max_ms"]), b["initial_ms"] * float(b["multiplier"]) ** min(n, 64)) / 1000
+            min(float(b["max_ms"]), float(b["initial_ms"]) * float(b["multiplier"]) ** min(n, 64))
+            / 1000
         )
 
 
@@ -232,7 +233,8 @@ class Stage:
 
     def read(self, fn: Callable[[], T]) -> T:
         """``fn()`` evaluated in the portal's thread, where the recordings are written."""
-        return self.portal.call(self._read, fn)
+        value: T = self.portal.call(self._read, fn)
+        return value
 
     @staticmethod
     async def _read(fn: Callable[[], T]) -> T:

@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 import jsonschema
 
-from conformance import schemas as aoi_schemas
+import conformance.schemas as aoi_schemas
 
 _RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
 

@@ -19,7 +19,8 @@ def _mentioned(item: pytest.Item) -> set[str]:
     """The client names the scenario's steps use (so that fillers never take them)."""
     from pytest_bdd.scenario import scenario_wrapper_template_registry
 
-    template = scenario_wrapper_template_registry.get(getattr(item, "function", None))
+    function = getattr(item, "function", None)
+    template = None if function is None else scenario_wrapper_template_registry.get(function)
     if template is None:
         return set()
     return {m for step in template.steps for m in CLIENT.findall(step.name)}

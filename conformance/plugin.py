@@ -14,8 +14,12 @@ from __future__ import annotations
 import importlib
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from conformance.runtime import Runtime
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 STEP_MODULES = (
@@ -125,7 +129,7 @@ def pytest_configure(config: pytest.Config) -> None:
         config.pluginmanager.register(importlib.import_module(name), name)
 
 
-def _runtime(config: pytest.Config, registry: object, reports: Path) -> object:
+def _runtime(config: pytest.Config, registry: object, reports: Path) -> Runtime:
     """The run's :class:`~conformance.runtime.Runtime`: its targets from the options and
     the IXIT; a mistake in either is a usage error that says what to fix."""
     from conformance.client_target import ClientMode, parse_client_target

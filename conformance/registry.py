@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import yaml
 
@@ -152,7 +152,7 @@ def _render(text: str, example: dict[str, str]) -> str:
 def _scenarios_of(path: Path, features_dir: Path) -> list[ScenarioSpec]:
     from gherkin.parser import Parser
 
-    document = Parser().parse(path.read_text(encoding="utf-8"))
+    document: dict[str, Any] = cast(Any, Parser().parse(path.read_text(encoding="utf-8")))
     feature = document.get("feature")
     if feature is None:
         return []

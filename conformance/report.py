@@ -16,7 +16,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from conformance import schemas
+import conformance.schemas as schemas
 from conformance.registry import FEATURES_DIR, load_scenarios, scenarios_by_requirement
 from conformance.verdicts import SEVERITY, Verdict, combine
 

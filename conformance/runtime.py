@@ -333,7 +333,7 @@ class Runtime:
         message = ""
         if error is not None:
             message = str(error).splitlines()[0] if str(error) else type(error).__name__
-            exited = getattr(self.targets, "exited", dict)()
+            exited: dict[str, int] = getattr(self.targets, "exited", dict)()
             if exited:  # a dead embedded server explains every failure after it
                 message += f" (embedded servers that exited: {exited}; see reports/embedded/)"
             code = world.notes.get("client exited") if world is not None else None
@@ -451,7 +451,8 @@ def selection(config: pytest.Config) -> tuple[set[str], set[str]]:
 def _template(item: pytest.Item) -> Any:
     from pytest_bdd.scenario import scenario_wrapper_template_registry
 
-    return scenario_wrapper_template_registry.get(getattr(item, "function", None))
+    function = getattr(item, "function", None)
+    return None if function is None else scenario_wrapper_template_registry.get(function)
 
 
 def scenario_name(item: pytest.Item) -> str:

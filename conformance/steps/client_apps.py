@@ -272,7 +272,7 @@ def _failed(stage: Stage, alias: str, reason: str, req: str) -> None:
     stage.world.check(
         req,
         frame.get("reason") == reason and frame.get("fallback") == "direct",
-        f"app {alias} got {frame.raw}; expected reason {reason!r} and fallback direct",
+        f"app {alias} got {frame.raw!s}; expected reason {reason!r} and fallback direct",
     )
 
 
@@ -388,7 +388,7 @@ def app_receives_error(stage: Stage, alias: str, code: str, req: str) -> None:
     stage.world.check(
         req,
         frame.get("code") == code and frame.get("fatal") is False,
-        f"app {alias} got {frame.raw}; expected a non-fatal error {code!r}",
+        f"app {alias} got {frame.raw!s}; expected a non-fatal error {code!r}",
     )
     before = len(stage.read(lambda: app.frames("app_registered")))
     stage.send_app(app, {"type": "app_register", "app_id": app.app_id})

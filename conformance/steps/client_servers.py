@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import secrets
 import time
+from functools import partial
 
 from pytest_bdd import given, then, when
 
@@ -229,7 +230,7 @@ def receives_ack(stage: Stage, name: str, label: str, req: str) -> None:
 @then(text('server "{name:q}" receives an ack for "{label:q}" again [{req:req}]'))
 def receives_ack_again(stage: Stage, name: str, label: str, req: str) -> None:
     shown = [
-        f"app {a.alias} got it {len(stage.read(lambda a=a: a.got(label)))} time(s)"
+        f"app {a.alias} got it {len(stage.read(partial(a.got, label)))} time(s)"
         for a in stage.apps.values()
     ]
     hint = (
@@ -285,7 +286,7 @@ def server_receives_error(stage: Stage, name: str, code: str, req: str) -> None:
     stage.world.check(
         req,
         frame.get("code") == code and frame.get("fatal") is False,
-        f"the AOI Client sent {frame.raw}; expected a non-fatal error {code!r}",
+        f"the AOI Client sent {frame.raw!s}; expected a non-fatal error {code!r}",
     )
     stage.world.check(
         req,
@@ -376,9 +377,9 @@ def hellos_in_order(stage: Stage, listed: str, req: str) -> None:
     order = names(listed)
     for name in order:
         server = stage.servers[name]
-        first = stage.wait(lambda s=server: next(iter(s.hellos()), None), stage.patience())
+        first = stage.wait(partial(_first_hello, server), stage.patience())
         stage.world.found(req, first, f"server {name} got no hello: the client did not try it")
-    firsts = [stage.read(lambda n=n: stage.hellos(n)[0].at) for n in order]
+    firsts = [stage.read(partial(_first_hello_at, stage, n)) for n in order]
     arrived = sorted(order, key=lambda n: firsts[order.index(n)])
     stage.world.check(
         req, arrived == order, f"first hellos arrived in the order {arrived}, not {order}"
@@ -573,3 +574,11 @@ def answers_ping(stage: Stage, name: str, req: str) -> None:
     server, conn = session_of(stage, name)
     pong = ping_round_trip(stage, server, conn)
     stage.world.found(req, pong, f"the AOI Client did not answer server {name}'s ping with pong")
+
+
+def _first_hello(server: SuiteServer) -> Frame | None:
+    return next(iter(server.hellos()), None)
+
+
+def _first_hello_at(stage: Stage, name: str) -> float:
+    return stage.hellos(name)[0].at

@@ -17,13 +17,14 @@ spreading over ``jitter_spread`` x ``initial_ms``.
 
 from __future__ import annotations
 
+from functools import partial
 from itertools import pairwise
 
 from pytest_bdd import then, when
 
 from conformance.client_refusals import first_refusal
 from conformance.client_stage import Stage
-from conformance.driver.aoi2_server import ServerConnection
+from conformance.driver.aoi2_server import ServerConnection, SuiteServer
 from conformance.steps import text
 from conformance.steps.client_servers import session_of
 from conformance.verdicts import SuiteDefect
@@ -245,9 +246,7 @@ def _cycles(stage: Stage, name: str, n: int, action: str) -> list[float]:
             since = conn.dropped_at
         assert since is not None
         back = stage.wait(
-            lambda c=conn: next(
-                (x for x in server.connections if x.n > c.n and x.established), None
-            ),
+            partial(_opened_after, server, conn, established=True),
             stage.patience(_largest_delay(stage)),
         )
         stage.world.precondition(
@@ -255,7 +254,8 @@ def _cycles(stage: Stage, name: str, n: int, action: str) -> list[float]:
             f"the AOI Client did not come back to server {name} after its {action} "
             f"(after {len(delays)} comebacks)",
         )
-        first = stage.read(lambda c=conn: next(x for x in server.connections if x.n > c.n))
+        first = stage.read(partial(_opened_after, server, conn))
+        assert first is not None  # the established one came after it
         delays.append(first.opened_at - since)
     return delays
 
@@ -384,3 +384,11 @@ def returns_to_preferred(stage: Stage, alias: str, name: str, req: str) -> None:
         f"the AOI Client went back to server {name} {first.opened_at - since:.3f} s after "
         f"being served elsewhere; return_to_preferred_after_s is {after} (tolerance {slack} s)",
     )
+
+
+def _opened_after(
+    server: SuiteServer, after: ServerConnection, *, established: bool = False
+) -> ServerConnection | None:
+    """The first connection to ``server`` opened after ``after`` (and established, if asked)."""
+    later = (c for c in server.connections if c.n > after.n)
+    return next((c for c in later if c.established or not established), None)
