@@ -13,9 +13,12 @@ exits on its own again, after a pause.
 
 from __future__ import annotations
 
+import ctypes
 import logging
+import os
 import signal
 import socket
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -30,6 +33,7 @@ READY_TIMEOUT_S = 60.0
 RESTART_PAUSE_S = 1.0
 STOP_TIMEOUT_S = 10.0
 FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)
+PR_SET_PDEATHSIG = 1
 
 
 def supervise(config: ServerConfig, argv: list[str], ready_file: Path | None) -> int:
@@ -57,11 +61,13 @@ class Worker:
             *(sys.executable, "-m", "aoi", "server", *argv),
             *("--workers", "1", "--reuse-port", "--listen", listen, "--ready-file", str(ready)),
         ]
-        self.process: trio.Process | None = None
+        self.process: subprocess.Popen[bytes] | None = None
 
     async def start(self) -> None:
         self.ready.unlink(missing_ok=True)
-        self.process = await trio.lowlevel.open_process(self.command)
+        # Started from this (the main) thread, so that the worker's parent-death signal
+        # fires when the supervisor dies, not when some thread of it ends.
+        self.process = subprocess.Popen(self.command, preexec_fn=_die_with_supervisor)
         with trio.move_on_after(READY_TIMEOUT_S):
             while not self.ready.exists():
                 if self.process.poll() is not None:
@@ -74,6 +80,24 @@ class Worker:
     def signal(self, signum: int) -> None:
         if self.process is not None and self.process.poll() is None:
             self.process.send_signal(signum)
+
+    async def wait(self) -> int:
+        """Until the worker exits; its exit status."""
+        assert self.process is not None
+        if self.process.returncode is not None:  # reaped already (it failed to start)
+            return self.process.returncode
+        pidfd = os.pidfd_open(self.process.pid)
+        try:
+            await trio.lowlevel.wait_readable(pidfd)
+        finally:
+            os.close(pidfd)
+        return self.process.wait()
+
+
+def _die_with_supervisor() -> None:
+    """In the worker before it runs: SIGTERM to it when the supervisor dies (Linux's
+    PR_SET_PDEATHSIG), so that no worker outlives a supervisor killed with SIGKILL."""
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 class WorkerFailed(Exception):
@@ -103,8 +127,7 @@ async def _run(workers: list[Worker], ready_file: Path | None) -> int:
 
         async def keep(worker: Worker) -> None:
             while True:
-                assert worker.process is not None
-                code = await worker.process.wait()
+                code = await worker.wait()
                 if stopping:
                     return
                 log.warning("worker_exited", extra={"worker": worker.number, "code": code})
@@ -126,7 +149,7 @@ async def _run(workers: list[Worker], ready_file: Path | None) -> int:
             with trio.move_on_after(STOP_TIMEOUT_S) as late:
                 for worker in workers:
                     if worker.process is not None:
-                        await worker.process.wait()
+                        await worker.wait()
             if late.cancelled_caught:
                 for worker in workers:
                     worker.signal(signal.SIGKILL)
