@@ -60,22 +60,24 @@ def test_two_workers_share_the_port_and_a_killed_one_comes_back(
             least once): acked, and not counted."""
             with trio.fail_after(20):
                 peer, welcome = await hello(here["aoi2"])
-                assert welcome["type"] == "welcome", welcome
-                await peer.send(type="register", req=1, app_id=APP)
-                while (registered := await peer.receive())["type"] == "notify":
-                    await peer.send(type="ack", ids=[registered["id"]])
-                assert registered["type"] == "registered", registered
-                endpoint = str(registered["endpoint"])
-                for n in range(count):
-                    assert (await push(endpoint, f"{round}{n}"))[0] == 201
-                payloads: set[str] = set()
-                while len(payloads) < count:
-                    frame = await peer.receive()
-                    await peer.send(type="ack", ids=[frame["id"]])
-                    if frame["payload"].startswith(round):
-                        payloads.add(frame["payload"])
-                assert payloads == {f"{round}{n}" for n in range(count)}
-                await peer.ws.close()
+                try:
+                    assert welcome["type"] == "welcome", welcome
+                    await peer.send(type="register", req=1, app_id=APP)
+                    while (registered := await peer.receive())["type"] == "notify":
+                        await peer.send(type="ack", ids=[registered["id"]])
+                    assert registered["type"] == "registered", registered
+                    endpoint = str(registered["endpoint"])
+                    for n in range(count):
+                        assert (await push(endpoint, f"{round}{n}"))[0] == 201
+                    payloads: set[str] = set()
+                    while len(payloads) < count:
+                        frame = await peer.receive()
+                        await peer.send(type="ack", ids=[frame["id"]])
+                        if frame["payload"].startswith(round):
+                            payloads.add(frame["payload"])
+                    assert payloads == {f"{round}{n}" for n in range(count)}
+                finally:
+                    await peer.ws.close()
 
         trio.run(deliver, "a", 20)
         killed = min(workers)
