@@ -186,6 +186,16 @@ VARIANTS = (
         ixit={"failed_hello_source_limit": FAILED_HELLO_LIMIT * SOURCE_FACTOR},
     ),
     Variant(
+        "keeps_taken_over_connection",
+        fails={"AOI-CON-004": "the connection whose session is resumed elsewhere stays open"},
+        features=("hello",),
+    ),
+    Variant(
+        "takes_over_with_1000",
+        fails={"AOI-CON-004": "the connection whose session is resumed elsewhere closes 1000"},
+        features=("hello",),
+    ),
+    Variant(
         "batch_refused_whole",
         fails={
             "AOI-DEL-012": "a batch with bad notifications between 'good 1' and 'good 2' is "

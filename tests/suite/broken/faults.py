@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from tests.suite.broken.overload_faults import OVERLOAD_FAULTS
+from tests.suite.broken.session_faults import SESSION_FAULTS
 
 FAULTS: dict[str, Callable[[], None]] = {}
 
@@ -25,7 +26,7 @@ def fault(patch: Callable[[], None]) -> Callable[[], None]:
     return patch
 
 
-for _patch in OVERLOAD_FAULTS:
+for _patch in (*OVERLOAD_FAULTS, *SESSION_FAULTS):
     fault(_patch)
 
 
