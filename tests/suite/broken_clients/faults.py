@@ -177,6 +177,24 @@ def root_path_only() -> None:
     app_interface._AnyPath.__getitem__ = only_root  # type: ignore[method-assign]
 
 
+def resumes_after_4409() -> None:
+    """A connection closed with 4409 is taken for a lost one: the client keeps its session
+    and, reconnecting, says hello with it, resuming the session that another connection
+    took over (the two connections would take it from each other in turn)."""
+    from aoi.client.binding import Binding
+    from aoi.client.server_link import ServerLink
+    from aoi.core.errors import CloseCode
+
+    closed = Binding.link_closed
+
+    def link_closed(self: Binding, link: ServerLink) -> None:
+        if link.close_code == CloseCode.SESSION_TAKEN_OVER:
+            link.close_code = CloseCode.GOING_AWAY
+        closed(self, link)
+
+    Binding.link_closed = link_closed  # type: ignore[method-assign]
+
+
 FAULTS: dict[str, Callable[[], None]] = {
     f.__name__: f
     for f in (
@@ -191,5 +209,6 @@ FAULTS: dict[str, Callable[[], None]] = {
         no_backoff,
         dies_on_garbage,
         root_path_only,
+        resumes_after_4409,
     )
 }
