@@ -108,7 +108,7 @@ def delivers_duplicates() -> None:
     instead of being acked to the server at once."""
     from aoi.client import state
 
-    state.SeenIds.__contains__ = lambda self, key: False  # type: ignore[method-assign]
+    state.SeenIds.contains = lambda self, app_id, notification_id, now: False  # type: ignore[method-assign]
 
 
 def no_jitter() -> None:
