@@ -196,6 +196,14 @@ VARIANTS = (
         features=("hello",),
     ),
     Variant(
+        "no_request_deadlines",
+        fails={
+            "AOI-GEN-007": "half a request head, or a push head and half its body, get "
+            "neither 408 nor a close within the deadline of 1 s and the grace of 3 s",
+        },
+        features=("malformed",),
+    ),
+    Variant(
         "batch_refused_whole",
         fails={
             "AOI-DEL-012": "a batch with bad notifications between 'good 1' and 'good 2' is "
