@@ -136,6 +136,13 @@ VARIANTS = (
         },
         requirements=("AOI-CON-005",),
     ),
+    Variant(  # no FAIL for an event that never happened: it never says hello again
+        "stays_away_after_4409",
+        REALLOCATION,
+        fails={},
+        blocked={"AOI-CON-005": "no hello to server a follows its close 4409: nothing to judge"},
+        requirements=("AOI-CON-005",),
+    ),
     Variant(
         "dies_on_garbage",
         ("client_malformed",),

@@ -195,6 +195,25 @@ def resumes_after_4409() -> None:
     Binding.link_closed = link_closed  # type: ignore[method-assign]
 
 
+def stays_away_after_4409() -> None:
+    """Not a fault of AOI-CON-005: a connection closed with 4409 is dropped and nothing
+    follows, as if another connection of the client held the session. The client never
+    says hello to that server again, so it never resumes from the obsolete connection, and
+    never shows whether it would: the suite cannot judge it (blocked, not PASS, not FAIL)."""
+    from aoi.client.binding import Binding
+    from aoi.client.server_link import ServerLink
+    from aoi.core.errors import CloseCode
+
+    closed = Binding.link_closed
+
+    def link_closed(self: Binding, link: ServerLink) -> None:
+        if link.close_code == CloseCode.SESSION_TAKEN_OVER:
+            link.down = None  # its apps are not told to move: they stay where they were
+        closed(self, link)
+
+    Binding.link_closed = link_closed  # type: ignore[method-assign]
+
+
 FAULTS: dict[str, Callable[[], None]] = {
     f.__name__: f
     for f in (
@@ -210,5 +229,6 @@ FAULTS: dict[str, Callable[[], None]] = {
         dies_on_garbage,
         root_path_only,
         resumes_after_4409,
+        stays_away_after_4409,
     )
 }
