@@ -252,6 +252,10 @@ def _slow(world: World, data: bytes, deadline_s: float, secret: str = "") -> Non
     world.cleanups.append(connection.close)
     started = time.monotonic()
     exchange = connection.send(data, wait=world.timeout(deadline_s + GRACE_S), secret=secret)
+    if exchange.error:  # nothing was sent: no deadline to judge
+        raise TargetUnreachable(
+            f"target unreachable: a slow request could not reach {endpoint.http}: {exchange.error}"
+        )
     world.notes["slow"] = (exchange, time.monotonic() - started, deadline_s)
 
 
