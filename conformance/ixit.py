@@ -104,6 +104,8 @@ class Ixit:
     server_apps: dict[str, ServerApp]
     overload: Overload = field(default_factory=Overload)
     handshake_timeout_s: float = 10.0
+    request_head_timeout_s: float = 10.0  # docs/protocol.md 3.9, defaults as there
+    request_body_timeout_s: float = 30.0
     timeout_scale: float = 1.0
     shed_sessions: int = 0
     shed_rate_per_s: float = 0.0
@@ -237,6 +239,8 @@ def parse_ixit(document: dict[str, Any], base: Path) -> Ixit:
         server_apps=apps,
         overload=overload,
         handshake_timeout_s=float(timing.get("handshake_timeout_s", 10.0)),
+        request_head_timeout_s=float(timing.get("request_head_timeout_s", 10.0)),
+        request_body_timeout_s=float(timing.get("request_body_timeout_s", 30.0)),
         timeout_scale=float(timing.get("timeout_scale", 1.0)),
         shed_sessions=int(shedding.get("sessions", 0)),
         shed_rate_per_s=float(shedding.get("rate_per_s", 0.0)),
@@ -278,6 +282,8 @@ def render_ixit(ixit: Ixit) -> str:
     if ixit.server_id and "main" in ixit.endpoints:
         out.insert(out.index("[target]") + 1, f"server_id = {q(ixit.server_id)}")
     out += ["[timing]", f"handshake_timeout_s = {ixit.handshake_timeout_s}"]
+    out.append(f"request_head_timeout_s = {ixit.request_head_timeout_s}")
+    out.append(f"request_body_timeout_s = {ixit.request_body_timeout_s}")
     out += [f"timeout_scale = {ixit.timeout_scale}", ""]
     for client in ixit.clients.values():
         out += [f"[clients.{client.name}]", f"client_id = {q(client.client_id)}"]

@@ -33,6 +33,7 @@ STEP_MODULES = (
     "conformance.steps.malformed",
     "conformance.steps.security",
     "conformance.steps.restart",
+    "conformance.steps.takeover",
     "conformance.steps.client_setup",
     "conformance.steps.client_apps",
     "conformance.steps.client_servers",

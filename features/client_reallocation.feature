@@ -129,6 +129,14 @@ Feature: Client: reallocation, fail-to-app and reconnection
     When server "a" drops the connection and then closes every new connection at once
     Then server "a" receives 9 connection attempts spaced by a growing backoff within the policy's bounds [AOI-CON-002]
 
+  @AOI-CON-005
+  Scenario: The client does not resume a session from a connection closed with 4409
+    Given the policy lists server "a"
+    And the AOI Client is running
+    And app "one" is registered through server "a"
+    When server "a" closes the session with 4409, as when another connection resumed it
+    Then no later hello of the AOI Client to server "a" resumes that session [AOI-CON-005]
+
   @AOI-OLC-012
   Scenario: After telling the app of a failure, the client retries in the background
     Given the policy lists server "a"

@@ -44,3 +44,11 @@ Feature: hello: authentication of AOI Clients and resumption of sessions
   Scenario: An unknown session is no error: the client gets a new session
     When client "A" connects and says hello with an unknown session
     Then client "A" is welcomed with a new session, not resumed [AOI-CON-004]
+
+  @AOI-CON-004
+  Scenario: A session resumed on a second connection moves there: the first is closed with 4409
+    Given client "A" is in session and has registered app "one"
+    When client "A" resumes its session on a second connection, the first still open
+    Then client "A" is welcomed back with the same session, resumed [AOI-CON-004]
+    And the first connection of client "A" is closed with 4409 [AOI-CON-004]
+    And a push to app "one" of client "A" still reaches it [AOI-CON-004]

@@ -82,3 +82,14 @@ Feature: malformed: bad frames and bad HTTP get their answer and harm no other s
       | an HTTP/0.9 request line                                             | or its connection closed           |
       | a header block of 32 KB                                              | with an HTTP status                |
       | a header block of 1 MB                                               | or its connection closed           |
+
+  @AOI-GEN-007
+  Scenario: A request head that never completes is answered 408 or closed by its deadline
+    When a slow client sends half a request head, then nothing
+    Then the server answers 408 or closes the connection within the head deadline [AOI-GEN-007]
+
+  @AOI-GEN-007
+  Scenario: A push whose body never completes is answered 408 or closed by its deadline
+    Given client "A" is in session and has registered app "one"
+    When the server app of app "one" of client "A" sends the head of a push and half its body, then nothing
+    Then the server answers 408 or closes the connection within the body deadline [AOI-GEN-007]

@@ -5,9 +5,10 @@ a free loopback port (``ws://``, or ``wss://`` with a certificate the scenario c
 plays an AOI Server whose answers a scenario scripts: welcome, reject (any reason, with or
 without ``retry_after_s`` and alternates), never answer, close every connection at once,
 accept the upgrade without selecting ``aoi.v1``; and, on an established session, notify,
-redirect, drop the connection, send anything. Everything the AOI Client under test sends is
-kept with its arrival time (``time.monotonic()``) and judged against the schemas, so that
-steps can measure what the client did. A server never sleeps and never decides anything on
+redirect, take the session over (close 4409), drop the connection, send anything.
+Everything the AOI Client under test sends is kept with its arrival time
+(``time.monotonic()``) and judged against the schemas, so that steps can measure what the
+client did. A server never sleeps and never decides anything on
 its own beyond answering as scripted.
 """
 
@@ -51,6 +52,7 @@ REJECT_CLOSE = {
     "overloaded": 4503,
 }
 REDIRECT_CLOSE = 4503
+TAKEN_OVER_CLOSE = 4409  # the session was resumed on another connection
 KEEPALIVE_S = 60  # welcome.keepalive_s unless a scenario sets another
 LIMITS = {"max_payload": 4096, "max_apps": 32}
 GARBAGE = b"\x00\xffNOT HTTP\r\n\x16\x03\x01\r\n\r\n"  # no status line, no headers
@@ -193,6 +195,11 @@ class SuiteServer(LoopbackListener):
 
     def redirect(self, conn: ServerConnection, message: dict[str, Any]) -> None:
         self.portal.call(self._redirect, conn, message)
+
+    def take_over(self, conn: ServerConnection) -> bool:
+        """Close the connection with 4409, as when another connection resumed its session;
+        whether the close frame was sent (the connection was still open)."""
+        return bool(self.portal.call(self._take_over, conn))
 
     # --- what steps read (call in the trio thread, or after the fact) ----------------------
 
@@ -428,7 +435,9 @@ class SuiteServer(LoopbackListener):
             conn.session, conn.resumed = known, True
             for older in self.connections:  # the session moves to this connection (4409)
                 if older is not conn and older.session is known and older.closed is None:
-                    await self._close(older, 4409, "session resumed on another connection")
+                    await self._close(
+                        older, TAKEN_OVER_CLOSE, "session resumed on another connection"
+                    )
         else:
             conn.session = Session(secrets.token_urlsafe(18), client_id)
             self.sessions[conn.session.id] = conn.session
@@ -516,6 +525,12 @@ class SuiteServer(LoopbackListener):
     async def _send_bytes(self, conn: ServerConnection, data: bytes, what: str) -> bool:
         self._log(conn, "->", f"{what}: {data[:64]!r}")
         return await self._raw(conn, data)
+
+    async def _take_over(self, conn: ServerConnection) -> bool:
+        if conn.ws is None or conn.ws.state is not ConnectionState.OPEN or conn.closed is not None:
+            return False
+        await self._close(conn, TAKEN_OVER_CLOSE, "session resumed on another connection")
+        return conn.closed is not None and conn.closed.code == TAKEN_OVER_CLOSE
 
     async def _drop(self, conn: ServerConnection) -> None:
         conn.dropped_at = time.monotonic()

@@ -80,12 +80,14 @@ class HostileConnection:
         self.timeout = timeout
         self.sock: socket.socket | None = None
 
-    def send(self, data: bytes, *, wait: float, settle: float = 1.0) -> Exchange:
+    def send(self, data: bytes, *, wait: float, settle: float = 1.0, secret: str = "") -> Exchange:
         """Connect, send ``data``, read until the target closes, for up to ``wait``
         seconds, or ``settle`` seconds after the first answer (time enough for a close, or
         for a second answer that should not come); the connection stays open otherwise
-        (:meth:`close` ends it)."""
+        (:meth:`close` ends it). ``secret`` (a key in ``data``) is logged as ``***``."""
         shown = data.decode("latin-1")
+        if secret:
+            shown = shown.replace(secret, "***")
         self.wirelog.add(CHANNEL, "->", shown if len(shown) < 1200 else
                          f"{shown[:1200]}... <{len(data)} bytes>")  # fmt: skip
         exchange = Exchange()

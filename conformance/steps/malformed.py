@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from urllib.parse import urlsplit
 
@@ -11,6 +12,7 @@ from pytest_bdd import then, when
 from conformance.driver.aoi2 import SUBPROTOCOL, Handshake
 from conformance.driver.raw_http import Exchange, HostileConnection
 from conformance.steps import text
+from conformance.steps.handshake import GRACE_S
 from conformance.steps.sessions import still_answers
 from conformance.verdicts import TargetUnreachable
 from conformance.world import RESPONSE_S, World, describe
@@ -235,3 +237,65 @@ def served_after_it_left(world: World, name: str, other: str, req: str) -> None:
     world.device(other).connection().wait_closed(world.timeout(AFTER_S))
     _welcomed(world, name, req, "after the hostile client left")
     still_answers(world, other, req)
+
+
+# --- slow requests: the deadlines of a request head and body (docs/protocol.md 3.9) ----------
+
+
+def _slow(world: World, data: bytes, deadline_s: float, secret: str = "") -> None:
+    """Send ``data``, a request that stops halfway, then nothing; wait for the target to
+    answer or close until ``deadline_s`` and a grace have passed."""
+    endpoint = world.endpoint()
+    connection = HostileConnection(
+        endpoint.http, world.wirelog, ca_file=endpoint.ca_file, timeout=world.timeout(10)
+    )
+    world.cleanups.append(connection.close)
+    started = time.monotonic()
+    exchange = connection.send(data, wait=world.timeout(deadline_s + GRACE_S), secret=secret)
+    if exchange.error:  # nothing was sent: no deadline to judge
+        raise TargetUnreachable(
+            f"target unreachable: a slow request could not reach {endpoint.http}: {exchange.error}"
+        )
+    world.notes["slow"] = (exchange, time.monotonic() - started, deadline_s)
+
+
+@when(text("a slow client sends half a request head, then nothing"))
+def sends_half_a_head(world: World) -> None:
+    host = urlsplit(world.endpoint().http).netloc
+    _slow(world, f"GET /v1/health HTTP/1.1\r\nHost: {host}\r\nX-Slow:".encode(),
+          world.ixit.request_head_timeout_s)  # fmt: skip
+
+
+@when(
+    text(
+        'the server app of app "{app:q}" of client "{name:q}" sends the head of a push and '
+        "half its body, then nothing"
+    )
+)
+def sends_half_a_body(world: World, app: str, name: str) -> None:
+    device = world.device(name)
+    world.precondition(app in device.endpoints, f"client {name} has no endpoint for app {app!r}")
+    url = urlsplit(device.endpoints[app])
+    key = world.ixit.server_app_of(app).key
+    body = json.dumps({"payload": "slow body", "ttl_s": 600}).encode()
+    head = (
+        f"POST {url.path} HTTP/1.1\r\nHost: {url.netloc}\r\nAuthorization: Bearer {key}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    )
+    half = head.encode("latin-1") + body[: len(body) // 2]
+    _slow(world, half, world.ixit.request_body_timeout_s, secret=key)
+
+
+@then(
+    text("the server answers 408 or closes the connection within the {what} deadline [{req:req}]")
+)
+def slow_request_ended(world: World, what: str, req: str) -> None:
+    exchange, waited, deadline_s = world.notes["slow"]
+    statuses = [r.status for r in exchange.responses]
+    world.check(
+        req,
+        exchange.closed or 408 in statuses,
+        f"a request whose {what} never completed: {exchange.shown()} {waited:.1f} s later "
+        f"(the {what} deadline is {deadline_s} s in the IXIT, plus a grace of {GRACE_S} s); "
+        "expected 408 or a close",
+    )

@@ -128,6 +128,22 @@ VARIANTS = (
         fails={"AOI-APP-001": "app one connecting on /apps/one?v=2 is refused: only / is served"},
     ),
     Variant(
+        "resumes_after_4409",
+        REALLOCATION,
+        fails={
+            "AOI-CON-005": "after server a closed its connection with 4409, its next hello "
+            "there carries the session of that connection"
+        },
+        requirements=("AOI-CON-005",),
+    ),
+    Variant(  # no FAIL for an event that never happened: it never says hello again
+        "stays_away_after_4409",
+        REALLOCATION,
+        fails={},
+        blocked={"AOI-CON-005": "no hello to server a follows its close 4409: nothing to judge"},
+        requirements=("AOI-CON-005",),
+    ),
+    Variant(
         "dies_on_garbage",
         ("client_malformed",),
         fails={

@@ -171,6 +171,7 @@ VARIANTS = (
         blocked={
             "AOI-GEN-006": "the hostile requests of the scenarios after that one find no "
             "server: their answers cannot be judged",
+            "AOI-GEN-007": "the slow requests find no server either: no deadline to judge",
         },
         features=("malformed",),
     ),
@@ -189,6 +190,24 @@ VARIANTS = (
         features=("rate_limit",),
         profiles=("main", "hello_limit"),
         ixit={"failed_hello_source_limit": FAILED_HELLO_LIMIT * SOURCE_FACTOR},
+    ),
+    Variant(
+        "keeps_taken_over_connection",
+        fails={"AOI-CON-004": "the connection whose session is resumed elsewhere stays open"},
+        features=("hello",),
+    ),
+    Variant(
+        "takes_over_with_1000",
+        fails={"AOI-CON-004": "the connection whose session is resumed elsewhere closes 1000"},
+        features=("hello",),
+    ),
+    Variant(
+        "no_request_deadlines",
+        fails={
+            "AOI-GEN-007": "half a request head, or a push head and half its body, get "
+            "neither 408 nor a close within the deadline of 1 s and the grace of 3 s",
+        },
+        features=("malformed",),
     ),
     Variant(
         "batch_refused_whole",

@@ -102,3 +102,14 @@ def test_provider_needs_exactly_one_source(tmp_path: Path) -> None:
     path.write_text('[client]\nclient_id = "d"\ncredential = "c"\n[[providers]]\nname = "x"\n')
     with pytest.raises(ConfigError, match="exactly one"):
         load(["--config", str(path)])
+
+
+@pytest.mark.parametrize(("value", "ok"), [("5000", True), ("0", False), ("1.5", False)])
+def test_seen_ids_per_app(tmp_path: Path, value: str, ok: bool) -> None:
+    path = tmp_path / "client.toml"
+    path.write_text(TOML.replace('ca_file = "', f'seen_ids_per_app = {value}\nca_file = "'))
+    if ok:
+        assert load(["--config", str(path)]).seen_ids_per_app == int(value)
+    else:
+        with pytest.raises(ConfigError, match="seen_ids_per_app: expected an integer"):
+            load(["--config", str(path)])

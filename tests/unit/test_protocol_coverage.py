@@ -18,7 +18,7 @@ def test_every_must_names_its_requirement_or_why_it_is_not_judged() -> None:
     assert len(found) >= 50  # the parser still finds the statements
     bare = [f"{s.section}: {s.rule}" for s in found if not s.requirements and s.not_judged is None]
     assert not bare, "a MUST with neither [AOI-XXX-NNN] nor (not judged by the suite: why)"
-    assert len([s for s in found if s.not_judged is not None]) == 4  # say why when it grows
+    assert len([s for s in found if s.not_judged is not None]) == 2  # say why when it changes
 
 
 def test_every_requirement_a_must_names_has_scenarios() -> None:

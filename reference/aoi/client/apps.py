@@ -39,6 +39,7 @@ class InFlight:
 
     app_id: str
     link: ServerLink
+    expires_at: float  # created_at + ttl_s, seconds since the epoch: how long its id is kept
 
 
 class AppPeer(Protocol):

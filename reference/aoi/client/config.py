@@ -35,7 +35,7 @@ DEFAULT_APP_PORT = 7700
 
 CLIENT_KEYS = (
     "client_id", "credential", "app_listen", "state_dir", "ca_file", "log_level",
-    "welcome_timeout_s", "request_timeout_s", "provisioning_refresh_s",
+    "welcome_timeout_s", "request_timeout_s", "provisioning_refresh_s", "seen_ids_per_app",
 )  # fmt: skip
 PROVIDER_KEYS = ("name", "provisioning_url", "policy_file", "client_id", "credential")
 TIMERS = ("welcome_timeout_s", "request_timeout_s", "provisioning_refresh_s")
@@ -88,7 +88,7 @@ class ClientConfig:
     welcome_timeout_s: float = 10.0  # no welcome/reject in time: the server is unreachable
     request_timeout_s: float = 10.0  # no answer to register/unregister in time
     provisioning_refresh_s: float = 3600.0
-    seen_ids_per_app: int = 10_000
+    seen_ids_per_app: int = 100_000  # acked ids kept per app until they expire (state.SeenIds)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def identity(self, provider: ProviderConfig) -> tuple[str, str]:
@@ -206,6 +206,9 @@ def _check_entry(
     for key, value in entry.items():
         if key not in keys:
             problems.append(f"{place}.{key}: unknown key")
+        elif key == "seen_ids_per_app":
+            if isinstance(value, bool) or not isinstance(value, int) or not value > 0:
+                problems.append(f"{place}.{key}: expected an integer greater than 0")
         elif key in TIMERS:
             if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
                 problems.append(f"{place}.{key}: expected a number greater than 0")
@@ -308,5 +311,7 @@ def from_document(document: dict[str, Any], args: argparse.Namespace | None = No
         seed=flags.seed,
         log_level=flags.log_level or section.get("log_level", "info"),
     )
-    timers: dict[str, Any] = {key: float(section[key]) for key in TIMERS if key in section}
-    return replace(config, **timers) if timers else config
+    tuned: dict[str, Any] = {key: float(section[key]) for key in TIMERS if key in section}
+    if "seen_ids_per_app" in section:
+        tuned["seen_ids_per_app"] = section["seen_ids_per_app"]
+    return replace(config, **tuned) if tuned else config

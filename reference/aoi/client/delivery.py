@@ -5,20 +5,22 @@ through the same session; it reaches the app's newest AOI-1 connection, and the 
 ``ack`` only after the app's ``app_ack``. A notification that arrives while the app's
 ``app_register`` is still unanswered waits until the app has been told its registration:
 an app never meets a notification before it knows the token it came through. An id the app
-acknowledged before (recorded across restarts) is acked to the server again but never shown
-to the app twice.
+acknowledged before (recorded across restarts until the notification expires) is acked to
+the server again but never shown to the app twice. The wall clock (``clock``, seconds since
+the epoch) is an input: it dates those records.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 
 from aoi.core.messages import AppNotification, Notify
 from aoi.logs import EventLog
 
 from .apps import App, AppPeer, InFlight
 from .server_link import ServerLink
-from .state import SeenIds
+from .state import SeenIds, notification_expiry
 
 _log = EventLog("aoi.client.delivery")
 
@@ -27,9 +29,12 @@ UNKNOWN_TOKEN = "unknown_token"
 
 
 class Delivery:
-    def __init__(self, apps: Mapping[str, App], seen: SeenIds) -> None:
+    def __init__(
+        self, apps: Mapping[str, App], seen: SeenIds, clock: Callable[[], float] = time.time
+    ) -> None:
         self.apps = apps
         self.seen = seen
+        self.clock = clock
         self.held: dict[str, list[tuple[ServerLink, Notify]]] = {}
 
     def notified(self, link: ServerLink, notify: Notify) -> None:
@@ -38,7 +43,8 @@ class Delivery:
             _log.info("notify_not_ours", server=link.key, id=notify.id, app_id=notify.app_id)
             link.nack(notify.id, UNKNOWN_TOKEN)
             return
-        if (app.app_id, notify.id) in self.seen:
+        now = self.clock()
+        if self.seen.contains(app.app_id, notify.id, now):
             _log.debug("duplicate_dropped", app_id=app.app_id, id=notify.id)
             link.ack(notify.id)
             return
@@ -59,7 +65,8 @@ class Delivery:
             priority=notify.priority,
             created_at=notify.created_at,
         )
-        conn.inflight[notify.id] = InFlight(app.app_id, link)
+        expiry = notification_expiry(notify.created_at, notify.ttl_s, now)
+        conn.inflight[notify.id] = InFlight(app.app_id, link, expiry)
         if not conn.send(message):
             conn.inflight.pop(notify.id, None)
             link.nack(notify.id, APP_NOT_PRESENT)
@@ -74,7 +81,7 @@ class Delivery:
         if flight is None:
             _log.debug("ack_of_unknown_id", id=notification_id)
             return
-        self.seen.add(flight.app_id, notification_id)
+        self.seen.add(flight.app_id, notification_id, flight.expires_at, self.clock())
         flight.link.ack(notification_id)
 
     def disconnected(self, conn: AppPeer) -> None:

@@ -6,7 +6,7 @@ state_dir/
   sessions.json              {"<provider>/<server_id>": session}: resumed with hello.session
   registrations.json         {app_id: {provider, server_id, token, endpoint, told}}
   stale.json                 {"<provider>/<server_id>": {token: app_id}}: to unregister there
-  seen/<app_id>.log          ids the app acknowledged, one a line (the newest are kept)
+  seen/<app_id>.log          ids the app acknowledged, "<id> <expiry>" a line (kept until then)
 ```
 
 Without a directory everything is kept in memory only. Files are replaced atomically.
@@ -14,9 +14,10 @@ Without a directory everything is kept in memory only. Files are replaced atomic
 
 from __future__ import annotations
 
+import heapq
 import json
 import os
-from collections import deque
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -42,63 +43,120 @@ def _write_json(path: Path, value: Any) -> None:
     os.replace(tmp, path)
 
 
-class SeenIds:
-    """Notification ids each app has acknowledged: the newest ``limit`` per app.
+EXPIRY_MARGIN_S = 600.0  # an id outlives its expiry by this much: the server's clock may lag
+UNDATED_KEEP_S = 2_419_200.0  # an id without an expiry (an older file): the longest TTL
+COMPACT_MIN = 1024  # a file is rewritten once it has this many lines and twice the live ids
 
-    Each app has an append-only file, rewritten with only the kept ids when it grows to
-    twice the limit, so an ack costs one short append.
+
+def notification_expiry(created_at: str, ttl_s: float, now: float) -> float:
+    """When a notification expires (``created_at + ttl_s``), in seconds since the epoch;
+    ``now + ttl_s`` if ``created_at`` cannot be read (later than the real expiry: the id
+    is kept longer, never shorter)."""
+    try:
+        created = datetime.fromisoformat(created_at.replace("z", "Z")).timestamp()
+    except ValueError:
+        return now + ttl_s
+    return created + ttl_s
+
+
+class SeenIds:
+    """Notification ids each app has acknowledged, each kept until its notification expires
+    (``created_at + ttl_s``, plus ``EXPIRY_MARGIN_S``), at most ``limit`` per app.
+
+    At the limit, adding an id forgets the one that expires first (logged once as
+    ``seen_ids_full`` until the app is below the limit again): should a server send that
+    one again before it expires, the app would see it twice. Time is an input (``now``, in
+    seconds since the epoch).
+
+    Each app has an append-only file of ``<id> <expiry>`` lines, rewritten with the live ids
+    only when it holds twice as many lines as live ids (and at least ``COMPACT_MIN``), so an
+    ack costs one short append.
     """
 
-    def __init__(self, directory: Path | None, limit: int = 10_000) -> None:
+    def __init__(self, directory: Path | None, limit: int = 100_000) -> None:
         self.directory = directory
         self.limit = limit
-        self._ids: dict[str, deque[str]] = {}
-        self._sets: dict[str, set[str]] = {}
+        self._expiry: dict[str, dict[str, float]] = {}  # app_id -> id -> expiry
+        self._heaps: dict[str, list[tuple[float, str]]] = {}  # (expiry, id), soonest first
         self._lines: dict[str, int] = {}
+        self._full: set[str] = set()
 
-    def __contains__(self, key: tuple[str, str]) -> bool:
-        app_id, notification_id = key
-        return notification_id in self._load(app_id)
+    def contains(self, app_id: str, notification_id: str, now: float) -> bool:
+        expiry = self._load(app_id, now).get(notification_id)
+        return expiry is not None and expiry > now
 
-    def add(self, app_id: str, notification_id: str) -> None:
-        members = self._load(app_id)
-        if notification_id in members:
-            return
-        ids = self._ids[app_id]
-        if len(ids) == self.limit:
-            members.discard(ids.popleft())
-        ids.append(notification_id)
-        members.add(notification_id)
-        path = self._path(app_id)
-        if path is None:
-            return
-        if self._lines[app_id] + 1 >= 2 * self.limit:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(path.name + ".tmp")
-            tmp.write_text("".join(i + "\n" for i in ids))
-            os.replace(tmp, path)
-            self._lines[app_id] = len(ids)
-        else:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with path.open("a") as f:
-                f.write(notification_id + "\n")
-            self._lines[app_id] += 1
+    def add(self, app_id: str, notification_id: str, expires_at: float, now: float) -> None:
+        ids = self._load(app_id, now)
+        expiry = expires_at + EXPIRY_MARGIN_S
+        if expiry <= now or expiry <= ids.get(notification_id, now):
+            return  # expired already, or kept as long already
+        self._prune(app_id, now)
+        if notification_id not in ids and len(ids) >= self.limit:
+            self._drop_soonest(app_id)
+        ids[notification_id] = expiry
+        heapq.heappush(self._heaps[app_id], (expiry, notification_id))
+        self._append(app_id, notification_id, expiry)
 
     def forget(self, app_id: str) -> None:
-        self._ids.pop(app_id, None)
-        self._sets.pop(app_id, None)
+        self._expiry.pop(app_id, None)
+        self._heaps.pop(app_id, None)
         self._lines.pop(app_id, None)
+        self._full.discard(app_id)
         path = self._path(app_id)
         if path is not None:
             path.unlink(missing_ok=True)
 
+    def _prune(self, app_id: str, now: float) -> None:
+        ids, heap = self._expiry[app_id], self._heaps[app_id]
+        while heap and heap[0][0] <= now:
+            expiry, notification_id = heapq.heappop(heap)
+            if ids.get(notification_id) == expiry:
+                del ids[notification_id]
+        if len(ids) < self.limit:
+            self._full.discard(app_id)
+
+    def _drop_soonest(self, app_id: str) -> None:
+        ids, heap = self._expiry[app_id], self._heaps[app_id]
+        while heap:
+            expiry, notification_id = heapq.heappop(heap)
+            if ids.get(notification_id) == expiry:
+                del ids[notification_id]
+                break
+        if app_id not in self._full:
+            self._full.add(app_id)
+            _log.warning("seen_ids_full", app_id=app_id, limit=self.limit)
+
+    def _append(self, app_id: str, notification_id: str, expiry: float) -> None:
+        path = self._path(app_id)
+        if path is None:
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if self._lines[app_id] + 1 >= max(2 * len(self._expiry[app_id]), COMPACT_MIN):
+            self._rewrite(app_id)
+        else:
+            with path.open("a") as f:
+                f.write(f"{notification_id} {expiry:.3f}\n")
+            self._lines[app_id] += 1
+
+    def _rewrite(self, app_id: str) -> None:
+        """The app's file with its live ids only."""
+        path = self._path(app_id)
+        if path is None:
+            return
+        ids = self._expiry[app_id]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text("".join(f"{i} {e:.3f}\n" for i, e in ids.items()))
+        os.replace(tmp, path)
+        self._lines[app_id] = len(ids)
+
     def _path(self, app_id: str) -> Path | None:
         return None if self.directory is None else self.directory / f"{app_id}.log"
 
-    def _load(self, app_id: str) -> set[str]:
-        members = self._sets.get(app_id)
-        if members is not None:
-            return members
+    def _load(self, app_id: str, now: float) -> dict[str, float]:
+        ids = self._expiry.get(app_id)
+        if ids is not None:
+            return ids
         lines: list[str] = []
         path = self._path(app_id)
         if path is not None:
@@ -108,15 +166,25 @@ class SeenIds:
                 pass
             except OSError as exc:
                 _log.warning("state_file_unreadable", path=str(path), error=str(exc))
-        ids = deque(lines[-self.limit :], maxlen=None)
-        self._ids[app_id] = ids
-        self._sets[app_id] = members = set(ids)
+        ids, undated = {}, False
+        for line in lines:  # the last line of an id wins
+            notification_id, _, written = line.partition(" ")
+            undated = undated or not written
+            try:
+                ids[notification_id] = float(written) if written else now + UNDATED_KEEP_S
+            except ValueError:
+                continue
+        live = sorted((e, i) for i, e in ids.items() if e > now)[-self.limit :]
+        self._expiry[app_id] = {i: e for e, i in live}
+        self._heaps[app_id] = live  # sorted: a heap already
         self._lines[app_id] = len(lines)
-        return members
+        if undated:  # dated once, in the file too, so that a restart does not renew them
+            self._rewrite(app_id)
+        return self._expiry[app_id]
 
 
 class State:
-    def __init__(self, directory: Path | None, seen_limit: int = 10_000) -> None:
+    def __init__(self, directory: Path | None, seen_limit: int = 100_000) -> None:
         self.directory = directory
         if directory is not None:
             directory.mkdir(parents=True, exist_ok=True)

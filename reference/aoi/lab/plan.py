@@ -29,6 +29,7 @@ from typing import Any
 PROFILES = ("main", "overload", "shedding", "tls", "hello_limit", "restart", "push_overload")
 PROVIDER = "conformance.example"
 HANDSHAKE_TIMEOUT_S = 2
+REQUEST_DEADLINE_S = 1  # request_head_timeout_s and request_body_timeout_s
 KEEPALIVE_S = 5  # the smallest keepalive the schema allows
 CLIENT_NAMES = ("A", "B", "C", "D", "E", "F", "G", "H")
 APPS = {
@@ -107,6 +108,8 @@ def server_config(instance: Instance, lab: Secrets, files: Files) -> dict[str, A
         "listen": f"{instance.host}:{instance.port}",
         "db": files.db,
         "handshake_timeout_s": HANDSHAKE_TIMEOUT_S,
+        "request_head_timeout_s": REQUEST_DEADLINE_S,
+        "request_body_timeout_s": REQUEST_DEADLINE_S,
         "keepalive_s": KEEPALIVE_S,
         "max_apps": 8,
         "policy": files.policy,
@@ -224,7 +227,12 @@ def ixit(spec: Ixit, lab: Secrets) -> dict[str, Any]:
             tables[f"targets.{instance.profile}"] = endpoint
     if spec.fleet is not None:
         tables["targets.fleet"] = {"aoi2": spec.fleet.aoi2, "http": spec.fleet.http}
-    tables["timing"] = {"handshake_timeout_s": HANDSHAKE_TIMEOUT_S, "timeout_scale": 1.0}
+    tables["timing"] = {
+        "handshake_timeout_s": HANDSHAKE_TIMEOUT_S,
+        "request_head_timeout_s": REQUEST_DEADLINE_S,
+        "request_body_timeout_s": REQUEST_DEADLINE_S,
+        "timeout_scale": 1.0,
+    }
     for name, credential in lab.clients.items():
         tables[f"clients.{name}"] = {
             "client_id": client_id(name),

@@ -15,7 +15,9 @@ import secrets
 from collections.abc import Callable
 from typing import Any
 
+from tests.suite.broken.http_faults import HTTP_FAULTS
 from tests.suite.broken.overload_faults import OVERLOAD_FAULTS
+from tests.suite.broken.session_faults import SESSION_FAULTS
 
 FAULTS: dict[str, Callable[[], None]] = {}
 
@@ -25,7 +27,7 @@ def fault(patch: Callable[[], None]) -> Callable[[], None]:
     return patch
 
 
-for _patch in OVERLOAD_FAULTS:
+for _patch in (*OVERLOAD_FAULTS, *SESSION_FAULTS, *HTTP_FAULTS):
     fault(_patch)
 
 

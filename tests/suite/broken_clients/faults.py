@@ -108,7 +108,7 @@ def delivers_duplicates() -> None:
     instead of being acked to the server at once."""
     from aoi.client import state
 
-    state.SeenIds.__contains__ = lambda self, key: False  # type: ignore[method-assign]
+    state.SeenIds.contains = lambda self, app_id, notification_id, now: False  # type: ignore[method-assign]
 
 
 def no_jitter() -> None:
@@ -177,6 +177,43 @@ def root_path_only() -> None:
     app_interface._AnyPath.__getitem__ = only_root  # type: ignore[method-assign]
 
 
+def resumes_after_4409() -> None:
+    """A connection closed with 4409 is taken for a lost one: the client keeps its session
+    and, reconnecting, says hello with it, resuming the session that another connection
+    took over (the two connections would take it from each other in turn)."""
+    from aoi.client.binding import Binding
+    from aoi.client.server_link import ServerLink
+    from aoi.core.errors import CloseCode
+
+    closed = Binding.link_closed
+
+    def link_closed(self: Binding, link: ServerLink) -> None:
+        if link.close_code == CloseCode.SESSION_TAKEN_OVER:
+            link.close_code = CloseCode.GOING_AWAY
+        closed(self, link)
+
+    Binding.link_closed = link_closed  # type: ignore[method-assign]
+
+
+def stays_away_after_4409() -> None:
+    """Not a fault of AOI-CON-005: a connection closed with 4409 is dropped and nothing
+    follows, as if another connection of the client held the session. The client never
+    says hello to that server again, so it never resumes from the obsolete connection, and
+    never shows whether it would: the suite cannot judge it (blocked, not PASS, not FAIL)."""
+    from aoi.client.binding import Binding
+    from aoi.client.server_link import ServerLink
+    from aoi.core.errors import CloseCode
+
+    closed = Binding.link_closed
+
+    def link_closed(self: Binding, link: ServerLink) -> None:
+        if link.close_code == CloseCode.SESSION_TAKEN_OVER:
+            link.down = None  # its apps are not told to move: they stay where they were
+        closed(self, link)
+
+    Binding.link_closed = link_closed  # type: ignore[method-assign]
+
+
 FAULTS: dict[str, Callable[[], None]] = {
     f.__name__: f
     for f in (
@@ -191,5 +228,7 @@ FAULTS: dict[str, Callable[[], None]] = {
         no_backoff,
         dies_on_garbage,
         root_path_only,
+        resumes_after_4409,
+        stays_away_after_4409,
     )
 }
