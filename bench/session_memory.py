@@ -7,6 +7,7 @@ with a SIGUSR2 handler that starts tracemalloc and writes a snapshot), opens 100
 and closes them (first-use costs), starts tracing, opens ``--sessions`` authenticated idle
 sessions (hello, welcome, register one app: :func:`bench.server.clients`), takes a snapshot
 and compares it with the one taken as tracing started. Prints one JSON document: the
+sessions that failed and why (per session figures are over those held), the
 server's RSS and the traced bytes per session, and what grew, per session: by package and
 file of the allocating frame, by the innermost frame of the reference server's code
 (``aoi/``) on its traceback, and by the allocating line. Python objects only: what C
@@ -148,18 +149,24 @@ def measure(folder: Path, sessions: int, frames: int, top: int) -> dict[str, Any
                 count = min(server.PER_PROCESS, sessions - opened)
                 held.append(server.clients(here["aoi2"], opened, count))
                 opened += count
-            failed = sum(line(p)["failed"] for p in held[1:])
+            opened_lines = [line(p) for p in held[1:]]
+            failed = sum(d["failed"] for d in opened_lines)
+            errors: Counter[str] = Counter()
+            for d in opened_lines:
+                errors.update(d["errors"])
             time.sleep(2.0)
             rss_after = server.rss_kb(process.pid)
             after = take(process.pid, snapshots, 1)
         finally:
             reap(held)
+    held_sessions = sessions - failed  # a session that failed holds nothing at the end
     return {
         "sessions": sessions,
         "failed": failed,
-        "rss_kb_per_session": round((rss_after - rss_before) / sessions, 2),
+        "errors": dict(errors),
+        "rss_kb_per_session": round((rss_after - rss_before) / held_sessions, 2),
         "traced_frames": frames,
-        **grown(before, after, sessions, top),
+        **grown(before, after, held_sessions, top),
     }
 
 

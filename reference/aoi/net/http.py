@@ -184,6 +184,10 @@ class WebSocketRoute:
     max_message: int = 65536
 
 
+# The name trio would give each connection's task, made once: not a new string per connection.
+_CONNECTION_TASK = f"{__name__}.HttpServer._connection"
+
+
 class _Connection:
     """One accepted connection as the listener tracks it."""
 
@@ -284,7 +288,7 @@ class HttpServer:
                     self.refused += 1
                     nursery.start_soon(self._refuse, stream)
                 else:
-                    nursery.start_soon(self._connection, stream)
+                    nursery.start_soon(self._connection, stream, name=_CONNECTION_TASK)
 
     async def _refuse(self, stream: trio.abc.Stream) -> None:
         """Over the cap: 503 on a plain TCP stream (a TLS handshake costs more than the
@@ -301,13 +305,18 @@ class HttpServer:
     async def _connection(self, stream: trio.abc.Stream) -> None:
         self.connections += 1
         c = _Connection(stream, _remote(stream), self.turns.ticket())
+        upgraded: Awaitable[None] | None = None
         try:
             with c.scope:
-                await self._serve_connection(c)
+                upgraded = await self._serve_connection(c)
             if c.scope.cancel_called and c.partial:  # a deadline passed mid-request
                 late = Response.error(408, "request_timeout", "the request did not come in time")
                 with trio.move_on_after(1):
                     await fastio.send_all(stream, late.raw())
+            elif upgraded is not None:
+                # The WebSocket's handler, outside the scope of the HTTP deadlines (which
+                # no longer apply): an idle session then holds one cancel scope fewer.
+                await upgraded
         except* _GONE:
             pass
         except* Exception:  # a bug must cost one connection, never the listener
@@ -336,18 +345,20 @@ class HttpServer:
                 if deadline <= now:
                     scope.cancel()
 
-    async def _serve_connection(self, c: _Connection) -> None:
+    async def _serve_connection(self, c: _Connection) -> Awaitable[None] | None:
+        """Serve HTTP requests until the connection ends; after an accepted upgrade, the
+        WebSocket's handler, for the caller to run."""
         parser = http1.RequestParser(self.max_body)
         websockets = self.websockets
         answered = False  # the peer is most likely waiting for the answer before sending more
         while True:
             head = await self._next(c, parser, expect_wait=answered)
             if head is None:
-                return
+                return None
             if type(head) is http1.Refusal:
                 response = Response.error(head.status, head.code, head.detail)
                 await self._answer_and_close(c, response)
-                return
+                return None
             assert type(head) is http1.Head
             target = head.target.decode("latin-1")
             path, _, query = target.partition("?")
@@ -357,15 +368,15 @@ class HttpServer:
                 # The HTTP exchange is over. Nothing it parsed may live as long as the
                 # WebSocket: the parser, the request and its headers. Handlers get no headers.
                 del parser, head
-                if ws is not None:
-                    c.partial = False
-                    await route.handler(ws, Request("GET", path, query, {}, b"", c.remote))
-                return
+                if ws is None:
+                    return None
+                c.partial = False
+                return route.handler(ws, Request("GET", path, query, {}, b"", c.remote))
             method = head.method.decode("latin-1")
             if head.upgrade and _declares_body(head.headers):
                 detail = "a request that asks for an upgrade here carries no body"
                 await self._answer_and_close(c, Response.error(400, "malformed_request", detail))
-                return
+                return None
             request = Request(method, path, query, Headers(head.headers), head.body, c.remote)
             try:
                 response = await self.http(request)
@@ -377,7 +388,7 @@ class HttpServer:
             c.ticket.finish()
             answered = True
             if close:
-                return
+                return None
 
     async def _receive(self, c: _Connection, deadline: float, expect_wait: bool) -> bytes:
         """The peer's next bytes (``b""``: it closed); cancelled at ``deadline``."""

@@ -38,8 +38,8 @@ class WebSocket:
 
     __slots__ = (
         "_backlog", "_decoder", "_dropping", "_mask", "_parts", "_pieces", "_reader",
-        "_send_lock", "_size", "_stream", "closed", "max_message", "remote", "subprotocol",
-        "ticket",
+        "_send_waiters", "_sending", "_size", "_stream", "closed", "max_message", "remote",
+        "subprotocol", "ticket",
     )  # fmt: skip
 
     def __init__(
@@ -61,7 +61,10 @@ class WebSocket:
         self.remote = remote
         self.max_message = max_message
         self.closed: ConnectionClosed | None = None
-        self._send_lock = trio.Lock()
+        # The send lock: taken while a task writes; others wait in line (made when first
+        # needed: a trio.Lock costs an idle session about 330 bytes).
+        self._sending = False
+        self._send_waiters: trio.lowlevel.ParkingLot | None = None
         self._parts: list[str | bytes] = []
         self._size = 0
         self._dropping = False  # the rest of a message returned cut
@@ -124,7 +127,7 @@ class WebSocket:
         """Whether :meth:`send_now` may be called: open, a plain TCP stream, nobody writing."""
         return (
             self.closed is None
-            and not self._send_lock.locked()
+            and not self._sending
             and not self._backlog
             and fastio.can_write_now(self._stream)
         )
@@ -217,13 +220,14 @@ class WebSocket:
     async def _write(self, data: bytes, closing: bool = False) -> None:
         if self.closed is not None and not closing:
             raise self.closed
-        # trio.Lock.acquire passes through the scheduler even when the lock is free; the
-        # send below checkpoints anyway, so take a free lock without that detour.
-        lock = self._send_lock
-        try:
-            lock.acquire_nowait()
-        except trio.WouldBlock:
-            await lock.acquire()
+        # A free lock is taken without passing through the scheduler (the send below
+        # checkpoints anyway); a taken one is handed to its waiters in turn, as trio.Lock does.
+        if self._sending:
+            if self._send_waiters is None:
+                self._send_waiters = trio.lowlevel.ParkingLot()
+            await self._send_waiters.park()  # returns holding the lock
+        else:
+            self._sending = True
         try:
             if self._backlog:
                 data, self._backlog = self._backlog + data, b""
@@ -232,7 +236,10 @@ class WebSocket:
             self.closed = self.closed or ConnectionClosed(1006, "connection lost")
             raise self.closed from exc
         finally:
-            lock.release()
+            if self._send_waiters:
+                self._send_waiters.unpark()  # the lock passes to the first in line
+            else:
+                self._sending = False
 
     async def _abort(self) -> None:
         with trio.move_on_after(1):

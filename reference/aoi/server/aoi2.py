@@ -43,6 +43,8 @@ from .store import StoreError
 log = logging.getLogger("aoi.server")
 
 CLOSE_GRACE_S = 5.0
+# The name trio would give each session's writer task, made once: not a string per session.
+_WRITER_TASK = f"{__name__}.Aoi2Endpoint._writer"
 DEADLINE_SLACK_S = 1.0  # how stale the reader's timeout may get (see _reader)
 
 
@@ -75,6 +77,7 @@ class Aoi2Endpoint:
         self.codec = Codec.from_contract("aoi2", validate_outgoing=CHECK_OUTGOING)
 
     async def __call__(self, ws: WebSocket, request: Request) -> None:
+        del request  # unused (the remote is the WebSocket's): not held for the session's life
         now = trio.current_time()
         session = ServerSession(
             self.codec, now, handshake_timeout_s=self.settings.handshake_timeout_s
@@ -84,7 +87,7 @@ class Aoi2Endpoint:
         ws.max_message = min(ws.max_message, MAX_HELLO_FRAME)
         try:
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._writer, ws, link)
+                nursery.start_soon(self._writer, ws, link, name=_WRITER_TASK)
                 await self._reader(ws, link)
                 if ws.closed is not None:
                     nursery.cancel_scope.cancel()  # the peer is gone: nothing left to write
@@ -126,6 +129,7 @@ class Aoi2Endpoint:
                         return
                     now = trio.current_time()
                     events = session.receive(frame, now)
+                    del frame  # an idle session holds no last message (nor, below, event)
                     if not all(type(event) is Ack for event in events):
                         break
                     for event in events:
@@ -138,8 +142,8 @@ class Aoi2Endpoint:
                         refreshed = now
             if scope.cancelled_caught:
                 events = session.tick(trio.current_time())
-            for event in events:
-                await self._on_event(link, ws, event)
+            while events:
+                await self._on_event(link, ws, events.pop(0))
             self._flush_if_needed(link)
 
     def deliver_now(self, link: Link) -> None:
