@@ -12,7 +12,6 @@ See docs/operations.md, "Hostile input".
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -24,19 +23,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.hostile", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small sizes, short timeouts")
     parser.add_argument("--json", type=Path, help="also write the report as JSON here")
-    parser.add_argument(
-        "--attackers-nice",
-        type=int,
-        default=0,
-        metavar="N",
-        help="run the attacks at this niceness, as if the attackers had CPUs of their own "
-        "(the server and the measured session keep theirs; default 0)",
-    )
     args = parser.parse_args()
-    sizes = dataclasses.replace(
-        QUICK if args.quick else Sizes(), attackers_nice=args.attackers_nice
-    )
-    report = run(sizes, log=lambda s: print(s, file=sys.stderr))
+    report = run(QUICK if args.quick else Sizes(), log=lambda s: print(s, file=sys.stderr))
     print(table(report))
     if args.json:
         args.json.write_text(json.dumps(report.as_json(), indent=1))

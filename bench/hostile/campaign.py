@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -56,10 +55,6 @@ class Sizes:
     cap: int = 200  # max_connections of the server of the cap case
     baseline_s: float = 5.0
     rate: float = 50.0  # pushes per second to the established session
-    # The attacks' niceness (this process and the generators it starts once the server and
-    # the established session run): on a machine shared with the server, as if the
-    # attackers had CPUs of their own. 0: they compete with the server as equals.
-    attackers_nice: int = 0
 
 
 QUICK = Sizes(repeats=1, slow=50, head_timeout_s=1.0, body_timeout_s=1.0, frames=20,
@@ -216,8 +211,6 @@ class Campaign:
         return self.report
 
     def _attack(self, target: Target, store: Disk, steady: Steady) -> None:
-        if self.sizes.attackers_nice:
-            os.nice(self.sizes.attackers_nice)  # the server and the measured session keep theirs
         time.sleep(self.sizes.baseline_s)
         self.report.rss_kb_before = target.rss_kb()
         self.baseline = (steady.began, time.monotonic())
