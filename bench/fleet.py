@@ -16,7 +16,10 @@ sessions ack everything).
 - forwarding: two nodes (two ``aoi server`` processes on one Redis), the sessions on node 1.
   The pusher pushes to node 1 (``local``: nothing forwarded), then to node 2 (``forwarded``:
   every notification crosses). CPU per notification of node 1, node 2 and redis-server in
-  each; ``forward_cpu_us`` is the difference of the totals, what one forward costs.
+  each; ``forward_cpu_us`` is the difference of the totals, what one forward costs. It is
+  the difference of two figures of some 300 µs that vary by tens of µs from run to run on a
+  shared machine: compare the two totals over several runs rather than trust one
+  difference (``python -m bench.redis_fleet`` measures the forward alone).
 
 The machine's cores are shared by the servers, redis-server and the load generators: the
 busy share of the machine is recorded beside each run. Prints one JSON document.

@@ -127,8 +127,10 @@ def figures(sizes: dict[str, Any]) -> list[Figure]:
                ("workers", "2", "others_cpu_us_per_notification", "server"), None, 1),
         Figure("fleet", "redis-server CPU µs per notification, 1 worker",
                ("workers", "1", "others_cpu_us_per_notification", "redis-server"), None, 1),
-        Figure("fleet", "CPU µs per forward, node to node (all processes)",
-               ("forwarding", "forward_cpu_us"), None, 1),
+        Figure("fleet", "CPU µs per notification, all processes, accepted by the session's node",
+               ("forwarding", "total_cpu_us_per_notification", "local"), None, 1),
+        Figure("fleet", "CPU µs per notification, all processes, accepted by the other node",
+               ("forwarding", "total_cpu_us_per_notification", "forwarded"), None, 1),
     ]  # fmt: skip
     return rows
 

@@ -192,7 +192,11 @@ def figures(kb: float, aoi_acked: int, aoi_p99: float, aoi_storm_s: float = 3.0)
         "acked_per_s": 3000,
         "others_cpu_us_per_notification": {"server": 250.0, "redis-server": 60.0},
     }
-    aoi["fleet"] = {"workers": {"1": run, "2": run}, "forwarding": {"forward_cpu_us": 24.0}}
+    totals = {"local": 300.0, "forwarded": 324.0}
+    aoi["fleet"] = {
+        "workers": {"1": run, "2": run},
+        "forwarding": {"forward_cpu_us": 24.0, "total_cpu_us_per_notification": totals},
+    }
     return {"sizes": sizes, "aoi": aoi, "mosquitto": side(1.5, 8000, 2.0, 3.0)}
 
 
