@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
@@ -35,22 +36,29 @@ def children(pid: int) -> set[int]:
     return found
 
 
+def two_workers(tmp_path: Path, redis: RedisServer) -> tuple[subprocess.Popen[bytes], Any]:
+    """``aoi server --workers 2`` on ``redis``, once ready; it and its ready file's URLs."""
+    config, ready = tmp_path / "server.toml", tmp_path / "ready.json"
+    config.write_text(CONFIG)
+    command = [AOI, "server", "--config", str(config), "--store", redis.url]
+    command += ["--workers", "2", "--ready-file", str(ready), "--log-level", "warning"]
+    with (tmp_path / "server.log").open("wb") as log:
+        supervisor = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 30
+    while not ready.exists():
+        if supervisor.poll() is not None or time.monotonic() > deadline:
+            supervisor.kill()
+            raise AssertionError((tmp_path / "server.log").read_text()[-2000:])
+        time.sleep(0.05)
+    return supervisor, json.loads(ready.read_text())
+
+
 @pytest.mark.slow
 def test_two_workers_share_the_port_and_a_killed_one_comes_back(
     tmp_path: Path, own_redis: RedisServer
 ) -> None:
-    config, ready = tmp_path / "server.toml", tmp_path / "ready.json"
-    config.write_text(CONFIG)
-    command = [AOI, "server", "--config", str(config), "--store", own_redis.url]
-    command += ["--workers", "2", "--ready-file", str(ready), "--log-level", "warning"]
-    with (tmp_path / "server.log").open("wb") as log:
-        supervisor = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    supervisor, here = two_workers(tmp_path, own_redis)
     try:
-        deadline = time.monotonic() + 30
-        while not ready.exists():
-            assert supervisor.poll() is None and time.monotonic() < deadline, "not ready"
-            time.sleep(0.05)
-        here = json.loads(ready.read_text())
         workers = children(supervisor.pid)
         assert len(workers) == 2, workers
 
@@ -101,15 +109,7 @@ def test_two_workers_share_the_port_and_a_killed_one_comes_back(
 def test_no_worker_outlives_its_supervisor_killed_with_sigkill(
     tmp_path: Path, own_redis: RedisServer
 ) -> None:
-    config, ready = tmp_path / "server.toml", tmp_path / "ready.json"
-    config.write_text(CONFIG)
-    command = [AOI, "server", "--config", str(config), "--store", own_redis.url]
-    command += ["--workers", "2", "--ready-file", str(ready), "--log-level", "warning"]
-    supervisor = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 30
-    while not ready.exists():
-        assert supervisor.poll() is None and time.monotonic() < deadline, "not ready"
-        time.sleep(0.05)
+    supervisor, _ = two_workers(tmp_path, own_redis)
     workers = children(supervisor.pid)
     assert len(workers) == 2
     supervisor.kill()
