@@ -6,7 +6,6 @@ import base64
 import binascii
 import contextlib
 import json
-import math
 import re
 import secrets
 import time
@@ -19,7 +18,7 @@ import trio
 
 from aoi import __version__
 from aoi.core.codec import MAX_PAYLOAD, payload_size
-from aoi.core.errors import ApiError
+from aoi.core.errors import ApiError, retry_after
 from aoi.core.rfc3339 import rfc3339
 from aoi.net.http import HttpServer, Request, Response
 
@@ -36,10 +35,6 @@ TOKEN_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz012
 # An escaped UTF-16 surrogate; json.loads joins a valid pair into one character and leaves
 # a lone one in the string, which no UTF-8 text (nor the store) can hold.
 SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
-
-
-def _retry_after(seconds: float) -> tuple[tuple[str, str], ...]:
-    return (("retry-after", str(max(1, math.ceil(seconds)))),)
 
 
 def json_body(raw: bytes) -> Any:
@@ -121,18 +116,20 @@ class PushApi:
             return await self.push(request, path[9:])
         try:
             return await self._route(request, path, method)
+        except ApiError as refusal:
+            return refused(refusal)
         except StoreError:
-            return self._store_unavailable()
+            return refused(ApiError.store_unavailable(self.load.retry_after()))
 
     async def _route(self, request: Request, path: str, method: str) -> Response:
         if path == "/v1/admin/drain":
             if method == "POST":
                 return self.admin_drain(request)
-            return Response.error(405, "method_not_allowed", "use POST", (("allow", "POST"),))
+            raise ApiError.method_not_allowed("POST")
         if path == "/v1/push":
             if method == "POST":
                 return await self.batch(request)
-            return Response.error(405, "method_not_allowed", "use POST", (("allow", "POST"),))
+            raise ApiError.method_not_allowed("POST")
         if path.startswith("/v1/push/"):
             route: Callable[[Request, str], Awaitable[Response]] | None = self.push
             argument = path.removeprefix("/v1/push/")
@@ -144,69 +141,50 @@ class PushApi:
         else:
             fixed = self._fixed.get(path)
             if fixed is None:
-                return Response.error(404, "not_found", f"no resource at {path}")
+                raise ApiError.not_found(f"no resource at {path}")
             if method not in ("GET", "HEAD"):
-                return Response.error(
-                    405, "method_not_allowed", "use GET", (("allow", "GET, HEAD"),)
-                )
+                raise ApiError.method_not_allowed("GET, HEAD")
             return await fixed(request)
         if method not in allowed.split(", "):
-            return Response.error(
-                405, "method_not_allowed", f"use {allowed}", (("allow", allowed),)
-            )
+            raise ApiError.method_not_allowed(allowed)
         assert route is not None
         return await route(request, argument)
 
-    def _store_unavailable(self) -> Response:
-        return Response.error(
-            503, "store_unavailable", "the server cannot store this now: try again later",
-            _retry_after(self.load.retry_after()),
-        )  # fmt: skip
-
     # --- AOI-3 ---------------------------------------------------------------------------
 
-    def _server_app(self, request: Request) -> ServerApp | Response:
+    def _server_app(self, request: Request) -> ServerApp:
+        """The server app whose key authorizes ``request``; 401 otherwise."""
         scheme, _, key = request.headers.get("authorization", "").partition(" ")
         app = self.keys.identify(key.strip()) if scheme.lower() == "bearer" else None
         if app is None:
-            return Response.error(
-                401, "unauthorized", "a valid server-app key is required",
-                (("www-authenticate", 'Bearer realm="aoi"'),),
-            )  # fmt: skip
+            raise ApiError.unauthorized("Bearer", "a valid server-app key is required")
         return app
 
     async def push(self, request: Request, token: str) -> Response:
         try:
             response = await self._push(request, token)
+        except ApiError as refusal:
+            response = refused(refusal)
         except StoreGone:  # another node of the fleet unregistered it meanwhile
             response = refused(ApiError.token_unregistered())
         except StoreError:  # nothing was stored: the server app tries again later
-            response = self._store_unavailable()
+            response = refused(ApiError.store_unavailable(self.load.retry_after()))
         self.metrics.pushed(response.status)
         return response
 
     async def _push(self, request: Request, token: str) -> Response:
         if self.load.refuses_pushes():
-            return Response.error(
-                503, "overloaded", "the server is overloaded", _retry_after(self.load.retry_after())
-            )
+            raise ApiError.overloaded(self.load.retry_after())
         app = self._server_app(request)
-        if isinstance(app, Response):
-            return app
         wait = self.keys.take(app.name, trio.current_time())
         if wait is not None:
-            return Response.error(
-                429, "rate_limited", f"over {app.rate_per_s}/s", _retry_after(wait)
-            )
+            raise ApiError.rate_limited(f"over {app.rate_per_s}/s", wait)
         try:
             body = json_body(request.body)
         except ValueError as exc:
-            return Response.error(400, "invalid_request", str(exc))
-        try:
-            await self.hub.know(token)
-            notification, replaces = self.notification(app, token, body)
-        except ApiError as refusal:
-            return refused(refusal)
+            raise ApiError.invalid_request(str(exc)) from None
+        await self.hub.know(token)
+        notification, replaces = self.notification(app, token, body)
         await self.hub.accept(notification, replaces)
         self.metrics.accepted_notification()
         # Response.json's bytes, made directly: an id is base64url, nothing to escape.
@@ -252,31 +230,26 @@ class PushApi:
         replaces = self.hub.collapsible(token, collapse_key) if collapse_key else []
         return notification, replaces
 
-    async def _own(self, request: Request, notification_id: str) -> StoredNotification | Response:
+    async def _own(self, request: Request, notification_id: str) -> StoredNotification:
+        """The notification ``notification_id`` if the requesting server app pushed it."""
         app = self._server_app(request)
-        if isinstance(app, Response):
-            return app
         n = await self.hub.store.get_notification(notification_id)
         if n is None or n.pushed_by != app.name:
-            return Response.error(404, "not_found", "no notification of yours has this id")
+            raise ApiError.not_found("no notification of yours has this id")
         return n
 
     async def report(self, request: Request, notification_id: str) -> Response:
         n = await self._own(request, notification_id)
-        return n if isinstance(n, Response) else Response.json(200, delivery_report(n))
+        return Response.json(200, delivery_report(n))
 
     async def cancel(self, request: Request, notification_id: str) -> Response:
         n = await self._own(request, notification_id)
-        if isinstance(n, Response):
-            return n
         if n.status == Status.CANCELLED:  # cancelling twice changes nothing
             return Response.json(200, delivery_report(n))
         if n.status == Status.QUEUED and await self.hub.cancel(n, time.time()):
             n = await self.hub.store.get_notification(notification_id) or n
             return Response.json(200, delivery_report(n))
-        return Response.error(
-            409, "not_cancellable", f"the notification is {n.status} or on its way"
-        )
+        raise ApiError.not_cancellable(f"{n.status} or on its way")
 
     # --- the rest ------------------------------------------------------------------------
 
@@ -294,7 +267,7 @@ class PushApi:
             document["reasons"] = list(reasons)
         if status == "ok":
             return Response.json(200, document)
-        return Response.json(503, document, _retry_after(self.load.retry_after()))
+        return Response.json(503, document, retry_after(self.load.retry_after()))
 
     async def metrics_page(self, request: Request) -> Response:
         m, store, listener = self.metrics, self.hub.store, self.listener
@@ -326,25 +299,21 @@ class PushApi:
                 )
         if not self.credentials.check(client_id, credential):
             why = "unknown client or wrong credential" if client_id else "credentials are required"
-            return Response.error(
-                401, "unauthorized", why,
-                (("www-authenticate", 'Basic realm="aoi"'),),
-            )  # fmt: skip
+            raise ApiError.unauthorized("Basic", why)
         if self.policy is None:
-            return Response.error(404, "not_found", "this server provisions no policy")
+            raise ApiError.not_found("this server provisions no policy")
         return Response(200, self.policy)
 
     def admin_drain(self, request: Request) -> Response:
         """Operators switch drain mode from the server's own host: ``{"drain": true}``."""
         if request.remote not in ("127.0.0.1", "::1"):
-            return Response.error(403, "forbidden", "drain is switched from loopback only")
+            raise ApiError.forbidden("drain is switched from loopback only")
         try:
             drain = json_body(request.body or b"{}").get("drain", True)
         except (ValueError, AttributeError):
             drain = None
         if not isinstance(drain, bool):
-            detail = 'send {"drain": true} or {"drain": false}'
-            return Response.error(400, "invalid_request", detail)
+            raise ApiError.invalid_request('send {"drain": true} or {"drain": false}')
         self.drain(drain)
         return Response.json(200, {"draining": drain})
 

@@ -40,8 +40,8 @@ class PushBatch:
         except ApiError as refusal:
             response, statuses = refused(refusal), [refusal.status]
         except StoreError:  # nothing of the batch was stored: the server app tries again
-            response = self.api._store_unavailable()
-            statuses = [response.status]
+            unavailable = ApiError.store_unavailable(self.api.load.retry_after())
+            response, statuses = refused(unavailable), [unavailable.status]
         for status in statuses:
             self.api.metrics.pushed(status)
         return response
@@ -52,8 +52,6 @@ class PushBatch:
         if api.load.refuses_pushes():
             raise ApiError.overloaded(api.load.retry_after())
         app = api._server_app(request)
-        if isinstance(app, Response):
-            return app, [app.status]
         try:
             body = json_body(request.body)
         except ValueError as exc:
