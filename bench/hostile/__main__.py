@@ -1,6 +1,6 @@
 """``python -m bench.hostile``: the hostile-input campaign against a real AOI Server.
 
-    python -m bench.hostile [--quick] [--json PATH]
+    python -m bench.hostile [--quick] [--json PATH] [--only WORD ...]
 
 Prints a table: per case the inputs tried, the crashes (the server process exiting), the
 answers (and how many were as docs/protocol.md gives them) and the p99 of an established
@@ -23,8 +23,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.hostile", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small sizes, short timeouts")
     parser.add_argument("--json", type=Path, help="also write the report as JSON here")
+    parser.add_argument(
+        "--only", nargs="+", default=(), metavar="WORD",
+        help="run just the cases whose name holds one of these words (e.g. storm instant)",
+    )  # fmt: skip
     args = parser.parse_args()
-    report = run(QUICK if args.quick else Sizes(), log=lambda s: print(s, file=sys.stderr))
+    sizes = QUICK if args.quick else Sizes()
+    report = run(sizes, log=lambda s: print(s, file=sys.stderr), only=tuple(args.only))
     print(table(report))
     if args.json:
         args.json.write_text(json.dumps(report.as_json(), indent=1))
