@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import errno
 import os
+from collections.abc import Awaitable, Callable
 
 import trio
 
@@ -41,12 +42,17 @@ def _broken(exc: OSError) -> trio.BrokenResourceError | trio.ClosedResourceError
 
 
 async def receive_some(
-    stream: trio.abc.ReceiveStream, max_bytes: int, *, expect_wait: bool = False
+    stream: trio.abc.ReceiveStream,
+    max_bytes: int,
+    *,
+    expect_wait: bool = False,
+    wait_readable: Callable[[trio.socket.SocketType], Awaitable[None]] | None = None,
 ) -> bytes:
     """``stream.receive_some(max_bytes)``; ``b""`` at the end of the stream.
 
     ``expect_wait``: the caller knows the peer has probably sent nothing yet (it waits for
-    our answer), so this skips the read that would fail and waits at once."""
+    our answer), so this skips the read that would fail and waits at once.
+    ``wait_readable``: how to wait for the socket (trio's, unless given)."""
     global _streak
     if _FAST and type(stream) is trio.SocketStream:
         sock = stream.socket
@@ -65,8 +71,9 @@ async def receive_some(
                         _streak = 0
                         await trio.lowlevel.cancel_shielded_checkpoint()
                     return data
+            wait = wait_readable or trio.lowlevel.wait_readable
             while True:
-                await trio.lowlevel.wait_readable(sock)
+                await wait(sock)
                 try:
                     return os.read(fd, max_bytes)
                 except BlockingIOError:

@@ -261,6 +261,7 @@ class HttpServer:
             ]
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._reap)
+            nursery.start_soon(self.turns.run)
             for listener in served:
                 nursery.start_soon(self._accept, listener, nursery)
             task_status.started(listeners)
@@ -398,7 +399,9 @@ class HttpServer:
         waiting = self._waiting
         waiting[c.scope] = deadline
         try:
-            data = await fastio.receive_some(c.stream, RECEIVE_SIZE, expect_wait=expect_wait)
+            data = await fastio.receive_some(
+                c.stream, RECEIVE_SIZE, expect_wait=expect_wait, wait_readable=ticket.wait_readable
+            )
         finally:
             del waiting[c.scope]
         if c.scope.cancel_called:  # reaped just as bytes came: start nothing now

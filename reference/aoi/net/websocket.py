@@ -97,7 +97,9 @@ class WebSocket:
             if ticket.untrusted:
                 ticket.give_back()
             try:
-                data = await fastio.receive_some(self._stream, RECEIVE_SIZE)
+                data = await fastio.receive_some(
+                    self._stream, RECEIVE_SIZE, wait_readable=ticket.wait_readable
+                )
             except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
                 data = b""
             if data and ticket.untrusted:
