@@ -11,8 +11,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import logging
-import resource
-import socket
 import ssl
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -20,7 +18,7 @@ from typing import Any
 
 import trio
 
-from . import fastio, http1, upgrade
+from . import fastio, http1, sockets, upgrade
 from .http_messages import Headers
 from .http_messages import Request as Request  # a handler's types, named beside the listener
 from .http_messages import Response as Response
@@ -28,11 +26,8 @@ from .throttled import Throttled
 from .turns import Ticket, Turns
 from .websocket import RECEIVE_SIZE, ConnectionClosed, WebSocket
 
-FD_RESERVE = 64  # descriptors kept from connections: the store, logs, admin
 ADMIN_SOURCES = frozenset({"127.0.0.1", "::1"})
 ADMIN_CONNECTIONS = 16  # connections from ADMIN_SOURCES allowed beyond the cap
-LINGER_S = 2.0  # after an error answer, how long the rest of the request is read away
-LINGER_BYTES = 1 << 20
 ACCEPT_RETRY_S = 0.1  # after accept(2) failed for lack of descriptors or memory
 ACCEPT_CAPACITY_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
@@ -81,9 +76,9 @@ class HttpServer:
     Deadlines: a request head must be complete ``head_timeout_s`` after its first byte, a
     body ``body_timeout_s`` after its head; before a request (the first one too) a connection
     may stay idle ``idle_timeout_s``. At most ``max_connections`` connections are served at
-    once (0: as many as the open-file limit allows, less ``FD_RESERVE``); beyond that a
-    connection gets 503 and is closed, except ``ADMIN_CONNECTIONS`` more from loopback, for
-    operators.
+    once (0: as many as the open-file limit allows, less ``sockets.FD_RESERVE``); beyond
+    that a connection gets 503 and is closed, except ``ADMIN_CONNECTIONS`` more from
+    loopback, for operators.
     """
 
     def __init__(
@@ -103,7 +98,7 @@ class HttpServer:
         self.idle_timeout_s = idle_timeout_s
         self.head_timeout_s = head_timeout_s
         self.body_timeout_s = body_timeout_s
-        self.max_connections = max_connections or default_max_connections()
+        self.max_connections = max_connections or sockets.default_max_connections()
         self.turns = Turns()  # for connections until their first request is answered
         self.connections = 0
         self.refused = 0  # connections answered 503 at the cap
@@ -124,7 +119,7 @@ class HttpServer:
         task_status: trio.TaskStatus[list[trio.SocketListener]] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         if reuse_port:
-            listeners = [await _reuse_port_listener(host, port)]
+            listeners = [await sockets.reuse_port_listener(host, port)]
         else:
             listeners = await trio.open_tcp_listeners(port, host=host, backlog=4096)
         served: list[trio.abc.Listener[Any]] = list(listeners)
@@ -157,7 +152,7 @@ class HttpServer:
                     continue
                 if self.connections >= self.max_connections and (
                     self.connections >= self.max_connections + ADMIN_CONNECTIONS
-                    or _remote(stream) not in ADMIN_SOURCES
+                    or sockets.peer_address(stream) not in ADMIN_SOURCES
                 ):
                     self.refused += 1
                     nursery.start_soon(self._refuse, stream)
@@ -178,7 +173,7 @@ class HttpServer:
 
     async def _connection(self, stream: trio.abc.Stream) -> None:
         self.connections += 1
-        c = _Connection(stream, _remote(stream), self.turns.ticket())
+        c = _Connection(stream, sockets.peer_address(stream), self.turns.ticket())
         upgraded: Awaitable[None] | None = None
         try:
             with c.scope:
@@ -315,7 +310,7 @@ class HttpServer:
         """Answer an erroneous request and end the connection (its bytes may be anything)."""
         c.partial = False
         await fastio.send_all(c.stream, response.raw())
-        await _linger(c.stream)
+        await sockets.linger(c.stream)
 
     async def _upgrade(
         self, c: _Connection, head: http1.Head, route: WebSocketRoute
@@ -338,63 +333,8 @@ class HttpServer:
         )  # fmt: skip
 
 
-async def _linger(stream: trio.abc.Stream) -> None:
-    """Half-close, then read what the peer still sends, for a while (a lingering close):
-    closing a socket with unread bytes resets the connection, and the reset can reach the
-    peer before the answer it was sent after."""
-    if not isinstance(stream, trio.abc.HalfCloseableStream):
-        return
-    with trio.move_on_after(LINGER_S):
-        await stream.send_eof()
-        received = 0
-        while received < LINGER_BYTES:
-            data = await stream.receive_some(RECEIVE_SIZE)
-            if not data:
-                return
-            received += len(data)
-
-
-def default_max_connections() -> int:
-    """Connections the open-file limit allows, less the descriptors kept for the rest."""
-    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft == resource.RLIM_INFINITY:
-        soft = 1 << 20
-    return max(1, soft - FD_RESERVE)
-
-
 def _declares_body(headers: Sequence[tuple[bytes, bytes]]) -> bool:
     return any(
         name == b"transfer-encoding" or (name == b"content-length" and value.strip() != b"0")
         for name, value in headers
     )
-
-
-def _remote(stream: trio.abc.Stream) -> str:
-    inner: Any = stream
-    while isinstance(inner, trio.SSLStream):
-        inner = inner.transport_stream
-    try:
-        host, *_ = inner.socket.getpeername()
-    except (AttributeError, OSError):
-        return "unknown"
-    return str(host)
-
-
-async def _reuse_port_listener(host: str, port: int) -> trio.SocketListener:
-    """A listener on the first address of ``host`` with ``SO_REUSEPORT``: processes that
-    listen on the same port share its connections (the kernel spreads them)."""
-    family, kind, proto, _, address = (
-        await trio.socket.getaddrinfo(
-            host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-        )
-    )[0]
-    sock = trio.socket.socket(family, kind, proto)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        await sock.bind(address)
-        sock.listen(4096)
-    except BaseException:
-        sock.close()
-        raise
-    return trio.SocketListener(sock)
