@@ -35,7 +35,8 @@ from aoi.core.codec import Codec
 from aoi.core.messages import Hello, Limits, Redirect, Register, Registered, Reject, Welcome
 from aoi.core.server_session import ServerSession
 from aoi.net.client import connect
-from aoi.net.http import HttpServer, Request, Response, WebSocketRoute
+from aoi.net.http import HttpServer, WebSocketRoute
+from aoi.net.http_messages import Request, Response
 from aoi.net.websocket import ConnectionClosed, WebSocket
 
 APP = "com.example.bench"

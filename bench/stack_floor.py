@@ -19,7 +19,7 @@ system call. Each part is measured on its own, per notification:
 ``floor_us`` sums today's parts (h11 + wsproto + the validating codec), ``new_floor_us``
 the new ones (httptools + the plain writer and websockets' reader + the codec without
 re-validation), ``server_floor_us`` the server's own layers built on them
-(:mod:`aoi.net.http1` with :class:`aoi.net.http.Response`, :mod:`aoi.net.frames`) with
+(:mod:`aoi.net.http1` with :class:`aoi.net.http_messages.Response`, :mod:`aoi.net.frames`) with
 that codec; each says how many notifications one CPython core could carry at most.
 """
 
@@ -44,7 +44,7 @@ from wsproto.events import Message, TextMessage
 from aoi.core.codec import Codec
 from aoi.core.messages import Ack, Notify
 from aoi.net import frames, http1
-from aoi.net.http import Response
+from aoi.net.http_messages import Response
 
 TOKEN = "Zq3x9Kd0aB7cLmN2pQ4rS6"
 BODY = (

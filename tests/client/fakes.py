@@ -357,7 +357,8 @@ def run(test: Any) -> None:
 
 async def serve_on_loopback(server: FakeServer, nursery: trio.Nursery) -> None:
     """Serve ``server`` on a real socket on 127.0.0.1 (and point its URL there)."""
-    from aoi.net.http import HttpServer, Request, Response, WebSocketRoute
+    from aoi.net.http import HttpServer, WebSocketRoute
+    from aoi.net.http_messages import Request, Response
 
     async def aoi2(ws: WebSocket, request: Request) -> None:
         await FakeConnection(server, ws).serve()

@@ -22,7 +22,8 @@ from bench.hostile import raw
 from bench.hostile.inputs import Input, inputs, request, upgrade
 from bench.hostile.target import KEY, Target, started
 
-from aoi.net.http import HttpServer, Request, Response, WebSocketRoute
+from aoi.net.http import HttpServer, WebSocketRoute
+from aoi.net.http_messages import Request, Response
 from aoi.net.websocket import WebSocket
 
 HEAD_TIMEOUT_S = 1.0

@@ -46,7 +46,8 @@ from aoi.core.rfc3339 import rfc3339
 from aoi.core.server_session import ServerSession
 from aoi.net import fastio
 from aoi.net.client import connect
-from aoi.net.http import Headers, HttpServer, Request, Response
+from aoi.net.http import HttpServer
+from aoi.net.http_messages import Headers, Request, Response
 from aoi.net.websocket import WebSocket
 from aoi.server.app import Server
 from aoi.server.link import Link

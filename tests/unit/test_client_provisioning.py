@@ -18,7 +18,8 @@ from aoi.client.config import ProviderConfig
 from aoi.client.provisioning import Fetched, Provisioner, http_fetch
 from aoi.client.state import State
 from aoi.core.policy import Policy
-from aoi.net.http import HttpServer, Request, Response
+from aoi.net.http import HttpServer
+from aoi.net.http_messages import Request, Response
 
 WALL = 1_800_000_000.0
 URL = "https://op.example/v1/provisioning"

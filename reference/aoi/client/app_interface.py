@@ -17,7 +17,8 @@ from aoi.core.codec import Codec
 from aoi.core.errors import CloseCode, ErrorCode, LocalProtocolError, RemoteProtocolError
 from aoi.core.messages import AppAck, AppRegister, AppUnregister, Error, Message
 from aoi.logs import EventLog
-from aoi.net.http import HttpServer, Request, Response, WebSocketRoute
+from aoi.net.http import HttpServer, WebSocketRoute
+from aoi.net.http_messages import Request, Response
 from aoi.net.websocket import ConnectionClosed, WebSocket
 
 from .apps import InFlight

@@ -34,39 +34,20 @@ from aoi.logs import EventLog
 from .apps import App, AppPeer, Registration
 from .config import ClientConfig, ProviderConfig
 from .delivery import Delivery
-from .group import AppJoin, AppLeave, Group, LinkDown
-from .server_link import Attempt, Connector, LinkGone, ServerLink
+from .group import Group
+from .group_events import AppJoin, AppLeave, LinkDown
+from .providers import Provider, same_shape
+from .replies import LinkGone
+from .server_link import Attempt, Connector, ServerLink
 from .state import State
 
 _log = EventLog("aoi.client.binding")
-
-
-@dataclass(slots=True)
-class Provider:
-    config: ProviderConfig
-    policy: Policy | None = None
-
-    @property
-    def name(self) -> str | None:
-        return self.policy.provider if self.policy is not None else self.config.name
 
 
 @dataclass(frozen=True, slots=True)
 class _Cool:
     until: float
     outcome: Outcome
-
-
-def _same_shape(a: Policy, b: Policy) -> bool:
-    """Whether the groups built from ``a`` can go on serving under ``b``."""
-    return (
-        a.provider == b.provider
-        and a.servers == b.servers
-        and a.selection == b.selection
-        and a.reallocation == b.reallocation
-        and a.app_routes == b.app_routes
-        and (a.multi_server, a.max_concurrent) == (b.multi_server, b.max_concurrent)
-    )
 
 
 class Binding:
@@ -107,7 +88,7 @@ class Binding:
     def set_policy(self, config: ProviderConfig, policy: Policy) -> None:
         provider = next(p for p in self.providers if p.config is config)
         old, provider.policy = provider.policy, policy
-        if old is not None and _same_shape(old, policy):
+        if old is not None and same_shape(old, policy):
             for group in self.groups.values():
                 if group.provider == policy.provider:
                     group.policy = policy

@@ -1,9 +1,9 @@
 """One group of apps with the same candidate servers, driven by one core Reallocator.
 
 The group's task is the only owner of its Reallocator and of its apps' bindings: events
-(attempt results, a lost session, apps joining and leaving) arrive in its inbox and are
-handled one at a time; the Reallocator's decisions are carried out as they come: ``Connect``
-at its time, ``Fail`` to the apps, ``Served`` by registering the apps there.
+(attempt results, a lost session, apps joining and leaving: :mod:`.group_events`) arrive in
+its inbox and are handled one at a time; the Reallocator's decisions are carried out as they
+come: ``Connect`` at its time, ``Fail`` to the apps, ``Served`` by registering the apps there.
 """
 
 from __future__ import annotations
@@ -11,8 +11,6 @@ from __future__ import annotations
 import contextlib
 import math
 import random
-from dataclasses import dataclass
-from typing import Protocol
 
 import trio
 
@@ -31,54 +29,12 @@ from aoi.core.reallocation import Connect, Decision, Fail, Outcome, Reallocator,
 from aoi.logs import EventLog
 
 from .apps import App, AppPeer, Registration
-from .server_link import Attempt, LinkGone, ServerLink
+from .group_events import AppJoin, AttemptDone, GroupEvent, LinkDown
+from .group_host import GroupHost
+from .replies import LinkGone
+from .server_link import ServerLink
 
 _log = EventLog("aoi.client.group")
-
-
-class GroupHost(Protocol):
-    """What a group needs from the client around it (the binding)."""
-
-    request_timeout_s: float
-    nursery: trio.Nursery  # for work that outlives the group (unregistering, leaving)
-
-    async def attempt(self, group: Group, server: ServerEntry, *, probe: bool) -> Attempt: ...
-    def unsubscribe(self, group: Group, link: ServerLink) -> None: ...
-    def note_cool(self, group: Group, server_id: str, until: float, outcome: Outcome) -> None: ...
-    def saved(self, app: App) -> None: ...
-    def release(self, app: App) -> None: ...
-    def retire(self, provider: str, app: App, old: Registration) -> None: ...
-    def group_empty(self, group: Group) -> None: ...
-
-
-# --- inbox events ------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class AppJoin:
-    app: App
-
-
-@dataclass(frozen=True, slots=True)
-class AppLeave:
-    app: App
-    reply_to: AppPeer | None
-
-
-@dataclass(frozen=True, slots=True)
-class AttemptDone:
-    seq: int
-    probe: bool
-    attempt: Attempt
-
-
-@dataclass(frozen=True, slots=True)
-class LinkDown:
-    link: ServerLink
-
-
-GroupEvent = AppJoin | AppLeave | AttemptDone | LinkDown
-
 _PROBE = "probe"
 
 

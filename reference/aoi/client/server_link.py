@@ -3,8 +3,9 @@
 The link opens the WebSocket, sends ``hello``, and moves frames and time into the core's
 :class:`~aoi.core.client_session.ClientSession`. Its first result (``settled``) is an
 :class:`Attempt`: welcomed, or why not. Once established it serves register/unregister
-requests, passes notifications to its owner and batches acks; when it ends, ``down`` says
-how (lost, redirected, or closed by us). Nothing that happens on one link touches another.
+requests (awaiting their replies with :mod:`.replies`), passes notifications to its owner
+and batches acks; when it ends, ``down`` says how (lost, redirected, or closed by us).
+Nothing that happens on one link touches another.
 """
 
 from __future__ import annotations
@@ -44,14 +45,12 @@ from aoi.logs import EventLog, error_text
 from aoi.net.client import HandshakeError
 from aoi.net.websocket import ConnectionClosed, WebSocket
 
+from .replies import LinkGone, Replies, Waiter
+
 SUBPROTOCOL = "aoi.v1"
 MAX_ACK_IDS = 1000
 
 Connector = Callable[[str, str], Awaitable[WebSocket]]  # (url, subprotocol) -> WebSocket
-
-
-class LinkGone(Exception):
-    """The session ended before the request was answered."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,13 +68,6 @@ class LinkOwner(Protocol):
     def link_welcomed(self, link: ServerLink) -> None: ...
     def link_notified(self, link: ServerLink, notify: Notify) -> None: ...
     def link_closed(self, link: ServerLink) -> None: ...
-
-
-@dataclass(slots=True)
-class _Waiter:
-    key: str  # app_id or token
-    done: trio.Event
-    reply: Message | None = None
 
 
 class ServerLink:
@@ -109,7 +101,7 @@ class ServerLink:
         self.tokens: dict[str, str] = {}  # token -> app_id registered through this session
         self.subscribers: set[object] = set()  # groups served by, or waiting for, this link
         self.close_code: int | None = None
-        self._waiting: dict[int, _Waiter] = {}
+        self._replies = Replies()
         self._acks: list[str] = []
         self._wake = trio.Event()
         self._bye = False
@@ -135,12 +127,12 @@ class ServerLink:
     async def register_many(self, app_ids: Sequence[str]) -> dict[str, Message]:
         """``register`` each app; its ``registered`` or ``error`` reply, by app id."""
         waiters = self._request([Register(req=0, app_id=a) for a in app_ids])
-        return {w.key: reply for w, reply in await self._replies(waiters)}
+        return {w.key: reply for w, reply in await Replies.wait(waiters, self.key)}
 
     async def unregister_many(self, tokens: Sequence[str]) -> dict[str, Message]:
         """``unregister`` each token; its ``unregistered`` or ``error`` reply, by token."""
         waiters = self._request([Unregister(req=0, token=t) for t in tokens])
-        return {w.key: reply for w, reply in await self._replies(waiters)}
+        return {w.key: reply for w, reply in await Replies.wait(waiters, self.key)}
 
     def ack(self, notification_id: str) -> None:
         if self.established:
@@ -292,10 +284,10 @@ class ServerLink:
             self.owner.link_notified(self, event)
         elif isinstance(event, Registered):
             self.tokens[event.token] = event.app_id
-            self._answer(event.req, event)
+            self._replies.answer(event.req, event)
         elif isinstance(event, Unregistered):
             self.tokens.pop(event.token, None)
-            self._answer(event.req, event)
+            self._replies.answer(event.req, event)
         elif isinstance(event, Error):
             self.log.warning(
                 "server_error",
@@ -305,7 +297,7 @@ class ServerLink:
                 fatal=event.fatal,
             )
             if event.req is not None:
-                self._answer(event.req, event)
+                self._replies.answer(event.req, event)
         elif isinstance(event, Reject):
             self._reject = event
             self.log.info(
@@ -351,9 +343,7 @@ class ServerLink:
                 self.log.info("session_lost", server=self.key, why=why, code=self.close_code)
         if session is not None and session.state is not State.CLOSED:
             session.connection_lost()
-        for waiter in self._waiting.values():
-            waiter.done.set()
-        self._waiting.clear()
+        self._replies.end()
         self.done.set()
         self.owner.link_closed(self)
 
@@ -387,7 +377,7 @@ class ServerLink:
             self._send(Ack(ids=tuple(batch)))
         self._acks.clear()
 
-    def _request(self, messages: Sequence[Register | Unregister]) -> list[_Waiter]:
+    def _request(self, messages: Sequence[Register | Unregister]) -> list[Waiter]:
         if not self.established or self._bye or self._abort is not None:
             raise LinkGone(self.key)
         assert self.session is not None
@@ -398,24 +388,6 @@ class ServerLink:
                 message, key = Register(req=req, app_id=message.app_id), message.app_id
             else:
                 message, key = Unregister(req=req, token=message.token), message.token
-            waiter = _Waiter(key, trio.Event())
-            self._waiting[req] = waiter
-            waiters.append(waiter)
+            waiters.append(self._replies.expect(req, key))
             self._send(message)
         return waiters
-
-    async def _replies(self, waiters: list[_Waiter]) -> list[tuple[_Waiter, Message]]:
-        for waiter in waiters:
-            await waiter.done.wait()
-        replies = []
-        for waiter in waiters:
-            if waiter.reply is None:
-                raise LinkGone(self.key)
-            replies.append((waiter, waiter.reply))
-        return replies
-
-    def _answer(self, req: int, reply: Message) -> None:
-        waiter = self._waiting.pop(req, None)
-        if waiter is not None:
-            waiter.reply = reply
-            waiter.done.set()

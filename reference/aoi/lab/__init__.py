@@ -9,7 +9,8 @@ its scenarios, and writes the IXIT that describes them, so that
 
 certifies the reference the way a vendor certifies a server. :mod:`aoi.lab.plan` decides
 what to start (configurations, policy documents, the IXIT) without any I/O;
-:mod:`aoi.lab.run` starts, watches, restarts and stops the processes. The suite's embedded
+:mod:`aoi.lab.supervisor` starts, watches, restarts and stops the processes, and
+:mod:`aoi.lab.run` is the ``aoi lab`` command around it. The suite's embedded
 run (``pytest conformance`` without a target) is this lab, started by the suite: the
 reference's test configuration has this one home.
 """

@@ -10,29 +10,24 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import json
 import logging
-import re
-import resource
-import socket
 import ssl
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
-from http import HTTPStatus
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import trio
 
-from . import fastio, frames, http1, upgrade
+from . import fastio, http1, sockets, upgrade
+from .http_messages import Headers
+from .http_messages import Request as Request  # a handler's types, named beside the listener
+from .http_messages import Response as Response
 from .throttled import Throttled
 from .turns import Ticket, Turns
 from .websocket import RECEIVE_SIZE, ConnectionClosed, WebSocket
 
-FD_RESERVE = 64  # descriptors kept from connections: the store, logs, admin
 ADMIN_SOURCES = frozenset({"127.0.0.1", "::1"})
 ADMIN_CONNECTIONS = 16  # connections from ADMIN_SOURCES allowed beyond the cap
-LINGER_S = 2.0  # after an error answer, how long the rest of the request is read away
-LINGER_BYTES = 1 << 20
 ACCEPT_RETRY_S = 0.1  # after accept(2) failed for lack of descriptors or memory
 ACCEPT_CAPACITY_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
@@ -45,132 +40,6 @@ _GONE = (
 )  # the peer went away, or spoke TLS or WebSocket wrongly: nothing more to do for it
 
 log = logging.getLogger("aoi.net")
-
-
-@dataclass(frozen=True, slots=True)
-class Request:
-    method: str
-    path: str
-    query: str
-    headers: Mapping[str, str]  # lower-case names
-    body: bytes
-    remote: str
-
-
-@dataclass(frozen=True, slots=True)
-class Response:
-    status: int
-    body: bytes = b""
-    content_type: str = "application/json"
-    headers: tuple[tuple[str, str], ...] = field(default=())
-
-    @classmethod
-    def json(
-        cls, status: int, document: Any, headers: tuple[tuple[str, str], ...] = ()
-    ) -> Response:
-        body = json.dumps(document, separators=(",", ":")).encode()
-        return cls(status, body, "application/json", headers)
-
-    @classmethod
-    def error(
-        cls,
-        status: int,
-        code: str,
-        detail: str,
-        headers: tuple[tuple[str, str], ...] = (),
-        **extra: Any,
-    ) -> Response:
-        return cls.json(status, {"error": code, "detail": detail[:1024], **extra}, headers)
-
-    def raw(self) -> bytes:
-        """The whole answer as bytes, closing the connection."""
-        return self.encode(close=True)
-
-    def encode(self, close: bool = False, head_only: bool = False) -> bytes:
-        """The answer as bytes: its status line and first headers prebuilt (see
-        ``_prefix``), ``connection: close`` when ``close``, no body when ``head_only``."""
-        body = self.body
-        key = (self.status, self.content_type)
-        prefix = _PREFIXES.get(key) or _prefix(*key)
-        parts = [prefix, str(len(body)).encode(), b"\r\n"]
-        for name, value in self.headers:
-            parts.append(f"{name}: {value}\r\n".encode("latin-1"))
-        parts.append(b"connection: close\r\n\r\n" if close else b"\r\n")
-        if not head_only:
-            parts.append(body)
-        data = b"".join(parts)
-        if frames.CHECK_OUTGOING:
-            _check_answer(data)
-        return data
-
-
-_REASONS = {status.value: status.phrase for status in HTTPStatus}
-_PREFIXES: dict[tuple[int, str], bytes] = {}
-
-
-def _prefix(status: int, content_type: str) -> bytes:
-    """A response's head up to its Content-Length value, kept for the next one alike."""
-    reason = _REASONS.get(status, "")
-    prefix = f"HTTP/1.1 {status} {reason}\r\ncontent-type: {content_type}\r\ncontent-length: "
-    data = prefix.encode("latin-1")
-    if len(_PREFIXES) < 256:
-        _PREFIXES[(status, content_type)] = data
-    return data
-
-
-_FIELD = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+: [\t\x20-\x7e\x80-\xff]*")
-
-
-def _check_answer(data: bytes) -> None:
-    """The debugging check of an answer this server built: a status line, then fields."""
-    head, _, _ = data.partition(b"\r\n\r\n")
-    line, *fields = head.split(b"\r\n")
-    if not re.fullmatch(rb"HTTP/1\.1 [1-5][0-9][0-9] [\t\x20-\x7e]*", line):
-        raise AssertionError(f"a broken status line: {line!r}")
-    for field_line in fields:
-        if not _FIELD.fullmatch(field_line):
-            raise AssertionError(f"a broken header field: {field_line!r}")
-
-
-class Headers(Mapping[str, str]):
-    """A request's headers by lower-case name, decoded only when asked for (most handlers
-    look at one header, or none). A repeated header: the last one wins."""
-
-    __slots__ = ("_decoded", "_raw")
-
-    def __init__(self, raw: Sequence[tuple[bytes, bytes]]) -> None:
-        self._raw = raw  # the parser's: names already lower case
-        self._decoded: dict[str, str] | None = None
-
-    def _all(self) -> dict[str, str]:
-        if self._decoded is None:
-            self._decoded = {k.decode("latin-1"): v.decode("latin-1") for k, v in self._raw}
-        return self._decoded
-
-    def get(self, name: str, default: Any = None) -> Any:
-        if self._decoded is not None:
-            return self._decoded.get(name, default)
-        wanted = name.encode("latin-1", "replace")
-        found = None
-        for k, v in self._raw:
-            if k == wanted:
-                found = v
-        return default if found is None else found.decode("latin-1")
-
-    def __getitem__(self, name: str) -> str:
-        return self._all()[name]
-
-    def __contains__(self, name: object) -> bool:
-        return name in self._all()
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._all())
-
-    def __len__(self) -> int:
-        return len(self._all())
-
-    def __repr__(self) -> str:
-        return f"Headers({self._all()!r})"
 
 
 HttpHandler = Callable[[Request], Awaitable[Response]]
@@ -207,9 +76,9 @@ class HttpServer:
     Deadlines: a request head must be complete ``head_timeout_s`` after its first byte, a
     body ``body_timeout_s`` after its head; before a request (the first one too) a connection
     may stay idle ``idle_timeout_s``. At most ``max_connections`` connections are served at
-    once (0: as many as the open-file limit allows, less ``FD_RESERVE``); beyond that a
-    connection gets 503 and is closed, except ``ADMIN_CONNECTIONS`` more from loopback, for
-    operators.
+    once (0: as many as the open-file limit allows, less ``sockets.FD_RESERVE``); beyond
+    that a connection gets 503 and is closed, except ``ADMIN_CONNECTIONS`` more from
+    loopback, for operators.
     """
 
     def __init__(
@@ -229,7 +98,7 @@ class HttpServer:
         self.idle_timeout_s = idle_timeout_s
         self.head_timeout_s = head_timeout_s
         self.body_timeout_s = body_timeout_s
-        self.max_connections = max_connections or default_max_connections()
+        self.max_connections = max_connections or sockets.default_max_connections()
         self.turns = Turns()  # for connections until their first request is answered
         self.connections = 0
         self.refused = 0  # connections answered 503 at the cap
@@ -250,7 +119,7 @@ class HttpServer:
         task_status: trio.TaskStatus[list[trio.SocketListener]] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         if reuse_port:
-            listeners = [await _reuse_port_listener(host, port)]
+            listeners = [await sockets.reuse_port_listener(host, port)]
         else:
             listeners = await trio.open_tcp_listeners(port, host=host, backlog=4096)
         served: list[trio.abc.Listener[Any]] = list(listeners)
@@ -284,7 +153,7 @@ class HttpServer:
                     continue
                 if self.connections >= self.max_connections and (
                     self.connections >= self.max_connections + ADMIN_CONNECTIONS
-                    or _remote(stream) not in ADMIN_SOURCES
+                    or sockets.peer_address(stream) not in ADMIN_SOURCES
                 ):
                     self.refused += 1
                     nursery.start_soon(self._refuse, stream)
@@ -305,7 +174,7 @@ class HttpServer:
 
     async def _connection(self, stream: trio.abc.Stream) -> None:
         self.connections += 1
-        c = _Connection(stream, _remote(stream), self.turns.ticket())
+        c = _Connection(stream, sockets.peer_address(stream), self.turns.ticket())
         upgraded: Awaitable[None] | None = None
         try:
             with c.scope:
@@ -444,7 +313,7 @@ class HttpServer:
         """Answer an erroneous request and end the connection (its bytes may be anything)."""
         c.partial = False
         await fastio.send_all(c.stream, response.raw())
-        await _linger(c.stream)
+        await sockets.linger(c.stream)
 
     async def _upgrade(
         self, c: _Connection, head: http1.Head, route: WebSocketRoute
@@ -467,63 +336,8 @@ class HttpServer:
         )  # fmt: skip
 
 
-async def _linger(stream: trio.abc.Stream) -> None:
-    """Half-close, then read what the peer still sends, for a while (a lingering close):
-    closing a socket with unread bytes resets the connection, and the reset can reach the
-    peer before the answer it was sent after."""
-    if not isinstance(stream, trio.abc.HalfCloseableStream):
-        return
-    with trio.move_on_after(LINGER_S):
-        await stream.send_eof()
-        received = 0
-        while received < LINGER_BYTES:
-            data = await stream.receive_some(RECEIVE_SIZE)
-            if not data:
-                return
-            received += len(data)
-
-
-def default_max_connections() -> int:
-    """Connections the open-file limit allows, less the descriptors kept for the rest."""
-    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft == resource.RLIM_INFINITY:
-        soft = 1 << 20
-    return max(1, soft - FD_RESERVE)
-
-
 def _declares_body(headers: Sequence[tuple[bytes, bytes]]) -> bool:
     return any(
         name == b"transfer-encoding" or (name == b"content-length" and value.strip() != b"0")
         for name, value in headers
     )
-
-
-def _remote(stream: trio.abc.Stream) -> str:
-    inner: Any = stream
-    while isinstance(inner, trio.SSLStream):
-        inner = inner.transport_stream
-    try:
-        host, *_ = inner.socket.getpeername()
-    except (AttributeError, OSError):
-        return "unknown"
-    return str(host)
-
-
-async def _reuse_port_listener(host: str, port: int) -> trio.SocketListener:
-    """A listener on the first address of ``host`` with ``SO_REUSEPORT``: processes that
-    listen on the same port share its connections (the kernel spreads them)."""
-    family, kind, proto, _, address = (
-        await trio.socket.getaddrinfo(
-            host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-        )
-    )[0]
-    sock = trio.socket.socket(family, kind, proto)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        await sock.bind(address)
-        sock.listen(4096)
-    except BaseException:
-        sock.close()
-        raise
-    return trio.SocketListener(sock)

@@ -289,7 +289,8 @@ def hangs_on_malformed_upgrade() -> None:
     import trio
 
     from aoi.net import fastio
-    from aoi.net.http import HttpServer, Response
+    from aoi.net.http import HttpServer
+    from aoi.net.http_messages import Response
 
     stuck: list[trio.Event] = []  # while not empty, the listener serves nobody new
     accept, answer_and_close = trio.SocketListener.accept, HttpServer._answer_and_close
@@ -327,7 +328,8 @@ def exits_on_malformed_upgrade() -> None:
     """
     import os
 
-    from aoi.net.http import HttpServer, Response
+    from aoi.net.http import HttpServer
+    from aoi.net.http_messages import Response
 
     answer_and_close = HttpServer._answer_and_close
 
@@ -353,7 +355,7 @@ def batch_refused_whole() -> None:
     import aoi_schemas
     import jsonschema_rs
 
-    from aoi.net.http import Request, Response
+    from aoi.net.http_messages import Request, Response
     from aoi.server.push_api import json_body
     from aoi.server.push_batch import PushBatch
 

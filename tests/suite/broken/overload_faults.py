@@ -56,7 +56,7 @@ def drops_under_overload() -> None:
     """
     import contextvars
 
-    from aoi.net.http import Request, Response
+    from aoi.net.http_messages import Request, Response
     from aoi.server.hub import Hub
     from aoi.server.push_api import PushApi
     from aoi.server.store import StoredNotification

@@ -9,7 +9,7 @@ the transaction holding its operation committed, which is what "durable on retur
 
 If a batch fails, it is rolled back and applied again with a savepoint around each operation:
 the operation that failed raises to its own caller and the others still commit, in one more
-transaction rather than one each.
+transaction rather than one each (:mod:`aoi.server.store.sqlite_batch` applies batches).
 
 Reads have their own connection (WAL lets them run beside the writer), also in a worker
 thread, so the event loop never waits for the disk. A sqlite3 connection may be used by one
@@ -20,13 +20,12 @@ One server process owns a database file.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import sqlite3
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 import trio
 
@@ -41,6 +40,7 @@ from .base import (
     StoredNotification,
     StoreError,
 )
+from .sqlite_batch import Connection, WriteOp, apply_batch, apply_isolated
 from .sqlite_schema import (
     CANCEL_OF_TOKEN,
     DEACTIVATE_REGISTRATION,
@@ -57,26 +57,6 @@ from .sqlite_schema import (
 Synchronous = Literal["full", "normal"]
 
 T = TypeVar("T")
-Connection = sqlite3.Connection
-
-
-class _Op(Generic[T]):
-    """One write on its way through the writer; its caller waits on ``done``.
-
-    ``row`` is set for a plain notification insert, which the writer batches into one
-    ``executemany``: the commonest write, and the one that has to be fast.
-    """
-
-    __slots__ = ("apply", "done", "error", "result", "row")
-
-    def __init__(
-        self, apply: Callable[[Connection], T], row: tuple[Any, ...] | None = None
-    ) -> None:
-        self.apply = apply
-        self.row = row
-        self.done = trio.Event()
-        self.result: T | None = None
-        self.error: BaseException | None = None
 
 
 class SqliteStore:
@@ -100,7 +80,7 @@ class SqliteStore:
         self.ops_committed = 0
         self.ops_failed = 0
         self.failure: str | None = None  # see Store.failure
-        self._send, self._receive = trio.open_memory_channel[_Op[Any]](math.inf)
+        self._send, self._receive = trio.open_memory_channel[WriteOp[Any]](math.inf)
         self._queued = 0  # in the channel
         self._in_flight = 0  # taken by the writer, not yet committed
         self._accepting = False
@@ -137,7 +117,7 @@ class SqliteStore:
                     self._fail_queued()  # only if a commit raised: no caller waits forever
                     await self._close()
 
-    def _take(self, first: _Op[Any] | None) -> list[_Op[Any]]:
+    def _take(self, first: WriteOp[Any] | None) -> list[WriteOp[Any]]:
         batch = [] if first is None else [first]
         while len(batch) < self.batch_limit:
             try:
@@ -155,7 +135,7 @@ class SqliteStore:
                 op.done.set()
         self._in_flight = 0
 
-    async def _commit(self, batch: list[_Op[Any]]) -> None:
+    async def _commit(self, batch: list[WriteOp[Any]]) -> None:
         try:
             committed, wrote = await trio.to_thread.run_sync(self._execute, batch)
         except BaseException as exc:  # a bug in the writer: fail the batch, never strand it
@@ -194,59 +174,13 @@ class SqliteStore:
             raise
         return writer, reader
 
-    def _execute(self, batch: list[_Op[Any]]) -> tuple[bool, bool]:
+    def _execute(self, batch: list[WriteOp[Any]]) -> tuple[bool, bool]:
         """Apply the batch in one transaction: whether it committed, and wrote something."""
         conn = self._writer
         assert conn is not None
         changes = conn.total_changes
-        committed = self._execute_batch(conn, batch) or self._execute_isolated(conn, batch)
+        committed = apply_batch(conn, batch) or apply_isolated(conn, batch)
         return committed, committed and conn.total_changes > changes
-
-    @staticmethod
-    def _execute_batch(conn: Connection, batch: list[_Op[Any]]) -> bool:
-        """The batch in one transaction; False (rolled back) if anything in it failed."""
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            rows: list[tuple[Any, ...]] = []
-            for op in batch:
-                if op.row is not None:
-                    rows.append(op.row)
-                    continue
-                if rows:
-                    conn.executemany(INSERT_NOTIFICATION, rows)
-                    rows.clear()
-                op.result = op.apply(conn)
-            if rows:
-                conn.executemany(INSERT_NOTIFICATION, rows)
-            conn.execute("COMMIT")
-            return True
-        except Exception:  # find out which op it was: _execute_isolated
-            _rollback(conn)
-            return False
-
-    @staticmethod
-    def _execute_isolated(conn: Connection, batch: list[_Op[Any]]) -> bool:
-        """The batch again, each op under its own savepoint: a failing op is undone and
-        keeps its exception, the rest commit together."""
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            for op in batch:
-                op.result = None
-                conn.execute("SAVEPOINT op")
-                try:
-                    op.result = op.apply(conn)
-                except Exception as exc:
-                    op.error = exc
-                    conn.execute("ROLLBACK TO op")
-                conn.execute("RELEASE op")
-            conn.execute("COMMIT")
-            return True
-        except Exception as exc:  # the commit itself failed (disk full, I/O error): all fail
-            _rollback(conn)
-            for op in batch:
-                op.result = None
-                op.error = op.error or exc
-            return False
 
     async def _close(self) -> None:
         async with self._read_lock:
@@ -259,7 +193,7 @@ class SqliteStore:
 
     # --- writes --------------------------------------------------------------------------
 
-    async def _write(self, op: _Op[T]) -> T:
+    async def _write(self, op: WriteOp[T]) -> T:
         if not self._accepting:
             raise StoreClosed("the store is not running")
         self._send.send_nowait(op)
@@ -278,14 +212,14 @@ class SqliteStore:
         def apply(conn: Connection) -> None:
             conn.execute(INSERT_REGISTRATION, row)
 
-        await self._write(_Op(apply))
+        await self._write(WriteOp(apply))
 
     async def deactivate_registration(self, token: str, at: float) -> None:
         def apply(conn: Connection) -> None:
             conn.execute(DEACTIVATE_REGISTRATION, (at, token))
             conn.execute(CANCEL_OF_TOKEN, (at, token))
 
-        await self._write(_Op(apply))
+        await self._write(WriteOp(apply))
 
     async def add_notification(self, n: StoredNotification, replaces: Sequence[str] = ()) -> None:
         row = _row(n)
@@ -295,7 +229,7 @@ class SqliteStore:
             conn.execute(INSERT_NOTIFICATION, row)
             conn.executemany(FINISH, cancelled)
 
-        await self._write(_Op(apply, None if cancelled else row))
+        await self._write(WriteOp(apply, None if cancelled else row))
 
     async def add_notifications(
         self, batch: Sequence[tuple[StoredNotification, Sequence[str]]]
@@ -309,7 +243,7 @@ class SqliteStore:
             conn.executemany(INSERT_NOTIFICATION, rows)
             conn.executemany(FINISH, cancelled)  # after the inserts: it may name one of them
 
-        await self._write(_Op(apply))
+        await self._write(WriteOp(apply))
 
     async def set_status(self, ids: Sequence[str], status: str, at: float) -> None:
         if Status(status) not in FINISHED:
@@ -321,28 +255,28 @@ class SqliteStore:
         def apply(conn: Connection) -> None:
             conn.executemany(FINISH, rows)
 
-        await self._write(_Op(apply))
+        await self._write(WriteOp(apply))
 
     async def set_session(self, client_id: str, session_id: str) -> None:
         def apply(conn: Connection) -> None:
             conn.execute(UPSERT_SESSION, (client_id, session_id))
 
-        await self._write(_Op(apply))
+        await self._write(WriteOp(apply))
 
     async def probe(self) -> None:
-        await self._write(_Op(_probe))
+        await self._write(WriteOp(_probe))
 
     async def expire(self, now: float) -> list[str]:
         def apply(conn: Connection) -> list[str]:
             return [id for (id,) in conn.execute(EXPIRE, (now,))]
 
-        return await self._write(_Op(apply))
+        return await self._write(WriteOp(apply))
 
     async def purge(self, before: float) -> int:
         def apply(conn: Connection) -> int:
             return conn.execute(PURGE, (before,)).rowcount
 
-        return await self._write(_Op(apply))
+        return await self._write(WriteOp(apply))
 
     # --- reads ---------------------------------------------------------------------------
 
@@ -387,13 +321,6 @@ def _connect(path: str) -> Connection:
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     conn.execute("PRAGMA busy_timeout = 5000")
     return conn
-
-
-def _rollback(conn: Connection) -> None:
-    # It may fail when SQLite already rolled back by itself (e.g. after SQLITE_FULL).
-    with contextlib.suppress(sqlite3.Error):
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
 
 
 def _probe(conn: Connection) -> None:
