@@ -37,6 +37,8 @@ STEP_MODULES = (
     "conformance.steps.client_setup",
     "conformance.steps.client_apps",
     "conformance.steps.client_servers",
+    "conformance.steps.client_messages",
+    "conformance.steps.client_connections",
     "conformance.steps.client_timing",
 )
 NO_TARGET = (
