@@ -36,6 +36,8 @@ STEP_MODULES = (
     "conformance.steps.takeover",
     "conformance.steps.client_setup",
     "conformance.steps.client_apps",
+    "conformance.steps.client_app_notices",
+    "conformance.steps.client_aoi1",
     "conformance.steps.client_servers",
     "conformance.steps.client_messages",
     "conformance.steps.client_connections",

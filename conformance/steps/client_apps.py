@@ -2,18 +2,17 @@
 
 Each app (``app "one"``) has its own AOI-1 connection to the client under test; its app id
 is ``org.aoi.conformance.<alias>``. A notification is named by its payload (its label).
+What the client tells apps about their servers (connection_failed, registration_changed,
+connection_restored) is judged in :mod:`conformance.steps.client_app_notices`, the AOI-1
+port itself in :mod:`conformance.steps.client_aoi1`.
 """
 
 from __future__ import annotations
 
-import ipaddress
-import socket
-from pathlib import Path
 from typing import Any
 
-from pytest_bdd import given, step, then, when
+from pytest_bdd import given, then, when
 
-from conformance.client_refusals import refused_somewhere
 from conformance.client_stage import App, Stage
 from conformance.client_target import SECOND_PROVIDER
 from conformance.driver.aoi2 import Frame
@@ -258,124 +257,6 @@ def receives_without_again(stage: Stage, alias: str, label: str, other: str, req
     )
 
 
-def _failed(stage: Stage, alias: str, reason: str, req: str) -> None:
-    app = stage.app(alias)
-    frame = stage.wait(lambda: next(iter(app.frames("connection_failed")), None), stage.patience())
-    after = ""
-    if frame is None and reason != "unreachable":  # an unreachable server leaves no trace
-        after = f" after refusals ({refused_somewhere(stage, 'a connection_failed')})"
-    frame = stage.world.found(
-        req,
-        frame,
-        f"app {alias} was not told connection_failed{after}: it got {describe_app(app)}",
-    )
-    stage.world.check(
-        req,
-        frame.get("reason") == reason and frame.get("fallback") == "direct",
-        f"app {alias} got {frame.raw!s}; expected reason {reason!r} and fallback direct",
-    )
-
-
-@then(
-    text('app "{alias:q}" receives connection_failed "{reason:q}" with fallback direct [{req:req}]')
-)
-def receives_failed(stage: Stage, alias: str, reason: str, req: str) -> None:
-    _failed(stage, alias, reason, req)
-
-
-@then(
-    text('app "{alias:q}" is told connection_failed "{reason:q}" with fallback direct [{req:req}]')
-)
-def told_failed(stage: Stage, alias: str, reason: str, req: str) -> None:
-    _failed(stage, alias, reason, req)
-
-
-@then(
-    text(
-        'apps "{one:q}" and "{two:q}" receive connection_failed "{reason:q}" with fallback '
-        "direct [{req:req}]"
-    )
-)
-def apps_receive_failed(stage: Stage, one: str, two: str, reason: str, req: str) -> None:
-    _failed(stage, one, reason, req)
-    _failed(stage, two, reason, req)
-
-
-def _changed(stage: Stage, alias: str, name: str, reason: str, req: str) -> None:
-    app = stage.app(alias)
-    server_id = stage.servers[name].server_id
-    frame = stage.wait(
-        lambda: next(
-            (f for f in app.frames("registration_changed") if f.get("server_id") == server_id),
-            None,
-        ),
-        stage.patience(),
-    )
-    if not stage.world.check(  # a SHOULD (a return to the preferred server) goes on here
-        req,
-        frame is not None,
-        f"app {alias} got no registration_changed naming server {name}: it got {describe_app(app)}",
-    ):
-        return
-    assert frame is not None
-    problem = matches_server(stage, frame, app, name)
-    if not problem and frame.get("reason") != reason:
-        problem = f"reason {frame.get('reason')!r}, expected {reason!r}"
-    stage.world.check(req, not problem, f"registration_changed of app {alias}: {problem}")
-
-
-@then(
-    text(
-        'apps "{one:q}" and "{two:q}" receive registration_changed with the token and endpoint '
-        'of server "{name:q}" [{req:req}]'
-    )
-)
-def apps_receive_changed(stage: Stage, one: str, two: str, name: str, req: str) -> None:
-    _changed(stage, one, name, "reallocated", req)
-    _changed(stage, two, name, "reallocated", req)
-
-
-@then(
-    text(
-        'app "{alias:q}" receives registration_changed "{reason:q}" with the token and '
-        'endpoint of server "{name:q}" [{req:req}]'
-    )
-)
-def receives_changed(stage: Stage, alias: str, reason: str, name: str, req: str) -> None:
-    _changed(stage, alias, name, reason, req)
-
-
-@then(
-    text(
-        'app "{alias:q}" is told connection_failed once, then connection_restored by server '
-        '"{name:q}" [{req:req}]'
-    )
-)
-def failed_then_restored(stage: Stage, alias: str, name: str, req: str) -> None:
-    app = stage.app(alias)
-    server_id = stage.servers[name].server_id
-    restored = stage.wait(
-        lambda: next(
-            (f for f in app.frames("connection_restored") if f.get("server_id") == server_id),
-            None,
-        ),
-        stage.patience(),
-    )
-    restored = stage.world.found(
-        req,
-        restored,
-        f"app {alias} got no connection_restored naming server {name}: it got {describe_app(app)}",
-    )
-    failed = [f for f in stage.read(app.frames) if f.type == "connection_failed"]
-    before = [f for f in failed if f.seq < restored.seq]
-    stage.world.check(
-        req,
-        len(before) == 1,
-        f"app {alias} was told connection_failed {len(before)} times before "
-        "connection_restored; once per outage, not once per round",
-    )
-
-
 @then(
     text('app "{alias:q}" receives error "{code:q}", not fatal, and can still register [{req:req}]')
 )
@@ -412,127 +293,4 @@ def receives_unregistered(stage: Stage, alias: str, name: str, req: str) -> None
     )
     stage.world.check(
         req, frame.get("app_id") == app.app_id, f"app_unregistered names {frame.get('app_id')!r}"
-    )
-
-
-@then(text('app "{alias:q}" was told nothing about the loss of server "{name:q}" [{req:req}]'))
-def told_nothing(stage: Stage, alias: str, name: str, req: str) -> None:
-    app = stage.app(alias)
-    told = [
-        str(f.raw)[:200]
-        for f in stage.read(app.frames)
-        if f.type in ("registration_changed", "connection_failed", "connection_restored")
-    ]
-    stage.world.check(
-        req,
-        not told,
-        f"app {alias}, served by another server, was disturbed when server {name} was lost: {told}",
-    )
-
-
-# --- AOI-1 itself ---------------------------------------------------------------------------
-
-
-def _listening_addresses(port: int) -> list[str] | None:
-    """Local addresses of the sockets listening on ``port`` (Linux /proc), or None."""
-    found: list[str] = []
-    seen_table = False
-    for table, size in (("/proc/net/tcp", 4), ("/proc/net/tcp6", 16)):
-        path = Path(table)
-        if not path.exists():
-            continue
-        seen_table = True
-        for line in path.read_text().splitlines()[1:]:
-            fields = line.split()
-            if len(fields) < 4 or fields[3] != "0A":  # 0A: LISTEN
-                continue
-            address, _, hex_port = fields[1].partition(":")
-            if int(hex_port, 16) != port:
-                continue
-            raw = bytes.fromhex(address)
-            # /proc shows each 32-bit word in host byte order (little endian here)
-            words = [raw[i : i + 4][::-1] for i in range(0, len(raw), 4)]
-            packed = b"".join(words)
-            found.append(str(ipaddress.ip_address(packed if size == 16 else packed[:4])))
-    return found if seen_table else None
-
-
-def _other_addresses() -> list[str]:
-    """Non-loopback addresses of this host, to try the AOI-1 port on."""
-    found: set[str] = set()
-    try:
-        for info in socket.getaddrinfo(socket.gethostname(), None):
-            found.add(str(info[4][0]))
-    except OSError:
-        pass
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        try:
-            probe.connect(("192.0.2.1", 9))  # no packet is sent: only the route is chosen
-            found.add(probe.getsockname()[0])
-        except OSError:
-            pass
-    return sorted(a for a in found if not ipaddress.ip_address(a.split("%")[0]).is_loopback)
-
-
-@then(text("the AOI-1 port accepts connections on loopback addresses only [{req:req}]"))
-def loopback_only(stage: Stage, req: str) -> None:
-    assert stage.process is not None
-    port = stage.process.app_port
-    listening = _listening_addresses(port)
-    if listening is not None and listening:
-        others = [a for a in listening if not ipaddress.ip_address(a).is_loopback]
-        stage.world.check(
-            req,
-            not others,
-            f"the AOI-1 port {port} listens on {listening}: not loopback only",
-        )
-    reached = []
-    for address in _other_addresses():
-        try:
-            with socket.create_connection((address, port), timeout=stage.timeout(2)):
-                reached.append(address)
-        except OSError:
-            pass
-    stage.world.precondition(
-        bool(listening) or bool(_other_addresses()),
-        "this host shows no listening sockets (/proc/net/tcp) and has no address but "
-        "loopback: the suite cannot tell where AOI-1 listens",
-    )
-    stage.world.check(
-        req,
-        not reached,
-        f"the AOI-1 port {port} accepted connections on non-loopback addresses {reached}",
-    )
-
-
-@step(
-    text(
-        'apps "{one:q}" and "{two:q}" are registered through server "{name:q}" on one '
-        "connection [{req:req}]"
-    )
-)
-def apps_on_one_connection(stage: Stage, one: str, two: str, name: str, req: str) -> None:
-    for alias in (one, two):
-        app = stage.app(alias)
-        stage.world.found(
-            req,
-            served_by(stage, app, name),
-            f"app {alias} was not registered through server {name}: {describe_app(app)}",
-        )
-    server = stage.servers[name]
-
-    def summary() -> list[tuple[int, int, list[Any]]]:
-        return [
-            (c.n, len(c.received("hello")), [f.get("app_id") for f in c.received("register")])
-            for c in server.connections
-        ]
-
-    seen = stage.read(summary)
-    with_hello = [s for s in seen if s[1]]
-    both = {stage.app(one).app_id, stage.app(two).app_id}
-    stage.world.check(
-        req,
-        len(with_hello) == 1 and both <= set(with_hello[0][2]),
-        f"server {name} saw {len(with_hello)} sessions (connection, hellos, registered apps): "
-        f"{seen}; all apps share one connection per server",
     )
