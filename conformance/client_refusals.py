@@ -9,7 +9,8 @@ certified"), never a FAIL naming an event that did not happen.
 from __future__ import annotations
 
 from conformance.client_stage import Stage
-from conformance.driver.aoi2_server import ServerConnection, SuiteServer
+from conformance.driver.aoi2_server import SuiteServer
+from conformance.driver.server_connection import ServerConnection
 
 CREDENTIAL_REASONS = ("invalid_credentials", "forbidden")
 

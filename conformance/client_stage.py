@@ -30,8 +30,9 @@ from conformance.client_target import (
 )
 from conformance.driver.aoi1 import Aoi1Connection
 from conformance.driver.aoi2 import Frame
-from conformance.driver.aoi2_server import HelloAnswer, SuiteServer
+from conformance.driver.aoi2_server import SuiteServer
 from conformance.driver.provisioning import ProvisioningEndpoint, Refusal
+from conformance.driver.server_connection import HelloAnswer
 from conformance.ports import free_port
 from conformance.verdicts import TargetUnreachable
 

@@ -9,7 +9,9 @@ redirect, take the session over (close 4409), drop the connection, send anything
 Everything the AOI Client under test sends is kept with its arrival time
 (``time.monotonic()``) and judged against the schemas, so that steps can measure what the
 client did. A server never sleeps and never decides anything on
-its own beyond answering as scripted.
+its own beyond answering as scripted. The WebSocket side is
+:class:`~conformance.driver.aoi2_listener.Aoi2Listener`; what a server remembers of each
+connection is :mod:`conformance.driver.server_connection`.
 """
 
 from __future__ import annotations
@@ -20,27 +22,16 @@ import ssl
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import trio
-from wsproto import ConnectionType, WSConnection
 from wsproto.connection import ConnectionState
-from wsproto.events import (
-    AcceptConnection,
-    BytesMessage,
-    CloseConnection,
-    Message,
-    Ping,
-    RejectConnection,
-    Request,
-    TextMessage,
-)
 
 from conformance import contract
-from conformance.driver.aoi2 import ABNORMAL, SUBPROTOCOL, Closed, Frame
-from conformance.driver.portal import LoopbackListener, Portal
+from conformance.driver.aoi2 import Frame
+from conformance.driver.aoi2_listener import Aoi2Listener
+from conformance.driver.portal import Portal
+from conformance.driver.server_connection import WELCOME, HelloAnswer, ServerConnection, Session
 from conformance.wirelog import WireLog
 
 # Close codes of docs/protocol.md 2.12, for the refusals a scenario scripts.
@@ -55,8 +46,6 @@ REDIRECT_CLOSE = 4503
 TAKEN_OVER_CLOSE = 4409  # the session was resumed on another connection
 KEEPALIVE_S = 60  # welcome.keepalive_s unless a scenario sets another
 LIMITS = {"max_payload": 4096, "max_apps": 32}
-GARBAGE = b"\x00\xffNOT HTTP\r\n\x16\x03\x01\r\n\r\n"  # no status line, no headers
-TLS_HANDSHAKE_S = 10.0
 
 
 def _error_code(frame: Frame) -> str:
@@ -78,68 +67,7 @@ def now_rfc3339() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
-@dataclass(frozen=True, slots=True)
-class HelloAnswer:
-    """How the server answers one ``hello``: ``welcome``, ``reject`` or ``silent``."""
-
-    kind: str
-    reason: str = ""
-    retry_after_s: float | None = None
-    servers: tuple[str, ...] = ()
-
-    def describe(self) -> str:
-        if self.kind != "reject":
-            return self.kind
-        extra = f", retry_after_s {self.retry_after_s}" if self.retry_after_s is not None else ""
-        return f"reject {self.reason}{extra}"
-
-
-WELCOME = HelloAnswer("welcome")
-
-
-@dataclass
-class Session:
-    """The server's memory of one session: its client and the token of each app."""
-
-    id: str
-    client_id: str
-    tokens: dict[str, str] = field(default_factory=dict)  # app_id -> token
-
-
-@dataclass
-class ServerConnection:
-    """One connection the AOI Client opened to a suite server, and all that happened on it."""
-
-    n: int
-    label: str
-    opened_at: float
-    offered: list[str] | None = None  # subprotocols the client offered (None: no upgrade)
-    selected: str | None = None
-    tls_error: str = ""  # why the TLS handshake failed, when it did
-    frames: list[Frame] = field(default_factory=list)  # what the client sent, in order
-    hello: Frame | None = None
-    answer: HelloAnswer | None = None
-    answered_at: float | None = None  # when the welcome or reject was sent
-    session: Session | None = None
-    resumed: bool = False
-    redirected_at: float | None = None
-    dropped_at: float | None = None
-    closed: Closed | None = None  # by_target: the AOI Client closed it
-    stream: trio.abc.Stream | None = field(default=None, repr=False)
-    ws: WSConnection | None = field(default=None, repr=False)
-    lock: trio.Lock | None = field(default=None, repr=False)
-    scope: trio.CancelScope | None = field(default=None, repr=False)
-    partial: list[str | bytes] = field(default_factory=list, repr=False)
-
-    @property
-    def established(self) -> bool:
-        return self.session is not None and self.closed is None
-
-    def received(self, kind: str) -> list[Frame]:
-        return [f for f in self.frames if f.type == kind]
-
-
-class SuiteServer(LoopbackListener):
+class SuiteServer(Aoi2Listener):
     """One scriptable AOI Server of the suite, named as the features name it (``"a"``)."""
 
     def __init__(
@@ -152,33 +80,19 @@ class SuiteServer(LoopbackListener):
         tls: ssl.SSLContext | None = None,
         server_id: str | None = None,
     ) -> None:
-        super().__init__(portal)
-        self.wirelog = wirelog
-        self.name = name
+        super().__init__(portal, wirelog, name, on_change=on_change, tls=tls)
         self.server_id = server_id or name
-        self.on_change = on_change
-        self.tls = tls
-        # The script: answers for the next hellos, then the default; what to do at connect.
+        # The script: answers for the next hellos, then the default; what to do at connect
+        # (``on_connect``, see Aoi2Listener).
         self.answers: deque[HelloAnswer] = deque()
         self.default = WELCOME
-        # "serve", "close" (at once), "no_subprotocol", "garbage" (bytes that are not HTTP)
-        self.on_connect = "serve"
         self.keepalive_s = KEEPALIVE_S
-        self.connections: list[ServerConnection] = []
         self.sessions: dict[str, Session] = {}
         self.notifications: dict[str, str] = {}  # label -> id
         self.issued: list[tuple[str, str]] = []  # (app_id, token) of every registered sent
 
     def __repr__(self) -> str:
         return f"SuiteServer({self.name!r}, {self.url!r})"
-
-    @property
-    def url(self) -> str:
-        return f"{'wss' if self.tls else 'ws'}://127.0.0.1:{self.port}/aoi"
-
-    @property
-    def http_base(self) -> str:
-        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
     # --- synchronous API (each a portal call) ---------------------------------------------
 
@@ -232,149 +146,6 @@ class SuiteServer(LoopbackListener):
 
     def endpoint_of(self, token: str) -> str:
         return f"{self.http_base}/v1/push/{token}"
-
-    # --- trio side --------------------------------------------------------------------------
-
-    async def _stop(self) -> None:
-        for conn in self.connections:
-            if conn.scope is not None:
-                conn.scope.cancel()
-        await super()._stop()
-
-    def _log(self, conn: ServerConnection, direction: str, text: str) -> None:
-        self.wirelog.add(conn.label, direction, text)
-
-    def _mark_closed(
-        self, conn: ServerConnection, code: int, reason: str, *, by_target: bool
-    ) -> None:
-        if conn.closed is None:
-            conn.closed = Closed(code, reason, time.monotonic(), by_target)
-            self._log(conn, "--", f"closed {code} {reason}".strip())
-            self.on_change()
-
-    async def _handle(self, stream: trio.SocketStream) -> None:
-        conn = ServerConnection(
-            len(self.connections) + 1,
-            f"aoi2 {self.name}#{len(self.connections) + 1}",
-            time.monotonic(),
-        )
-        conn.lock = trio.Lock()
-        self.connections.append(conn)
-        self._log(conn, "--", f"connection from the AOI Client to {self.url}")
-        self.on_change()
-        try:
-            with trio.CancelScope() as scope:
-                conn.scope = scope
-                if self.on_connect == "close":
-                    self._mark_closed(
-                        conn, ABNORMAL, "closed by the suite at once", by_target=False
-                    )
-                    return
-                conn.stream = stream
-                if self.tls is not None:
-                    tls = trio.SSLStream(stream, self.tls, server_side=True)
-                    try:
-                        with trio.fail_after(TLS_HANDSHAKE_S):
-                            await tls.do_handshake()
-                    except (trio.BrokenResourceError, trio.TooSlowError, OSError) as e:
-                        cause = e.__cause__ or e
-                        conn.tls_error = f"{type(cause).__name__}: {cause}"
-                        self._mark_closed(
-                            conn,
-                            ABNORMAL,
-                            f"TLS handshake failed: {conn.tls_error}",
-                            by_target=True,
-                        )
-                        return
-                    self._log(conn, "--", "TLS handshake completed")
-                    conn.stream = tls
-                await self._serve(conn)
-        finally:
-            if conn.closed is None:
-                self._mark_closed(conn, ABNORMAL, "connection ended", by_target=False)
-            with trio.CancelScope(shield=True), trio.move_on_after(1):
-                await (conn.stream or stream).aclose()
-
-    async def _serve(self, conn: ServerConnection) -> None:
-        assert conn.stream is not None
-        ws = conn.ws = WSConnection(ConnectionType.SERVER)
-        while True:  # the upgrade
-            try:
-                data = await conn.stream.receive_some(65536)
-            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as e:
-                self._mark_closed(conn, ABNORMAL, f"lost before the upgrade: {e}", by_target=True)
-                return
-            if not data:
-                self._mark_closed(conn, ABNORMAL, "closed before the upgrade", by_target=True)
-                return
-            ws.receive_data(bytes(data))
-            request = next((e for e in ws.events() if isinstance(e, Request)), None)
-            if request is not None:
-                break
-        conn.offered = list(request.subprotocols)
-        self._log(conn, "<-", f"upgrade {request.target} subprotocols={conn.offered}")
-        if self.on_connect == "garbage":
-            await self._send_bytes(conn, GARBAGE, "an answer to the upgrade that is not HTTP")
-            self._mark_closed(conn, ABNORMAL, "answered with garbage", by_target=False)
-            return
-        if self.on_connect == "no_subprotocol":
-            await self._raw(conn, ws.send(AcceptConnection()))
-            self._log(conn, "->", "101 upgrade, no subprotocol selected")
-        elif SUBPROTOCOL in conn.offered:
-            conn.selected = SUBPROTOCOL
-            await self._raw(conn, ws.send(AcceptConnection(subprotocol=SUBPROTOCOL)))
-            self._log(conn, "->", f"101 upgrade, subprotocol={SUBPROTOCOL}")
-        else:
-            await self._raw(conn, ws.send(RejectConnection(status_code=400)))
-            self._log(conn, "->", f"400: the upgrade does not offer {SUBPROTOCOL}")
-            self._mark_closed(conn, ABNORMAL, "upgrade refused", by_target=False)
-            return
-        self.on_change()
-        while conn.closed is None:
-            try:
-                data = await conn.stream.receive_some(65536)
-            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as e:
-                self._mark_closed(conn, ABNORMAL, f"connection lost: {e}", by_target=True)
-                return
-            if not data:
-                self._mark_closed(
-                    conn, ABNORMAL, "TCP closed without a close frame", by_target=True
-                )
-                return
-            try:
-                ws.receive_data(bytes(data))
-                for event in ws.events():
-                    await self._on_event(conn, event)
-            except Exception as e:  # a WebSocket protocol violation by the client
-                self._log(conn, "--", f"WebSocket protocol error: {e}")
-                self._mark_closed(conn, ABNORMAL, f"WebSocket protocol error: {e}", by_target=True)
-                return
-
-    async def _on_event(self, conn: ServerConnection, event: object) -> None:
-        assert conn.ws is not None
-        if isinstance(event, Message):
-            conn.partial.append(event.data)
-            if event.message_finished:
-                parts, conn.partial = conn.partial, []
-                if isinstance(event, TextMessage):
-                    await self._received(conn, "".join(str(p) for p in parts))
-                elif isinstance(event, BytesMessage):
-                    await self._received(conn, b"".join(bytes(p) for p in parts))  # type: ignore[arg-type]
-        elif isinstance(event, Ping):
-            await self._raw(conn, conn.ws.send(event.response()))
-        elif isinstance(event, CloseConnection):
-            self._log(conn, "<-", f"close {event.code} {event.reason or ''}".strip())
-            if conn.ws.state is ConnectionState.REMOTE_CLOSING:
-                await self._raw(conn, conn.ws.send(event.response()))
-            self._mark_closed(conn, event.code, event.reason or "", by_target=True)
-
-    async def _received(self, conn: ServerConnection, raw: str | bytes) -> None:
-        self.wirelog.frame(conn.label, "<-", raw)
-        message, problems = contract.read_frame(raw, contract.aoi2_errors)
-        frame = Frame(len(conn.frames) + 1, time.monotonic(), raw, message, problems)
-        conn.frames.append(frame)
-        self.on_change()
-        await self._answer(conn, frame)
 
     # --- the server's side of the protocol ---------------------------------------------------
 
@@ -494,50 +265,11 @@ class SuiteServer(LoopbackListener):
         if fatal:
             await self._close(conn, 4400, code)
 
-    # --- sending ----------------------------------------------------------------------------
-
-    async def _raw(self, conn: ServerConnection, data: bytes) -> bool:
-        if conn.stream is None or conn.lock is None:
-            return False
-        try:
-            async with conn.lock:
-                await conn.stream.send_all(data)
-        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-            return False
-        return True
-
-    async def _send(self, conn: ServerConnection, message: dict[str, Any]) -> bool:
-        if conn.ws is None or conn.ws.state is not ConnectionState.OPEN or conn.closed is not None:
-            self._log(conn, "--", "not sent (connection not open): " + json.dumps(message)[:200])
-            return False
-        text = json.dumps(message)
-        self.wirelog.frame(conn.label, "->", text)
-        return await self._raw(conn, conn.ws.send(TextMessage(data=text)))
-
-    async def _close(self, conn: ServerConnection, code: int, reason: str) -> None:
-        if conn.ws is not None and conn.ws.state is ConnectionState.OPEN:
-            self._log(conn, "->", f"close {code} {reason}".strip())
-            await self._raw(conn, conn.ws.send(CloseConnection(code=code, reason=reason)))
-        self._mark_closed(conn, code, reason, by_target=False)
-        if conn.scope is not None:
-            conn.scope.cancel()
-
-    async def _send_bytes(self, conn: ServerConnection, data: bytes, what: str) -> bool:
-        self._log(conn, "->", f"{what}: {data[:64]!r}")
-        return await self._raw(conn, data)
-
     async def _take_over(self, conn: ServerConnection) -> bool:
         if conn.ws is None or conn.ws.state is not ConnectionState.OPEN or conn.closed is not None:
             return False
         await self._close(conn, TAKEN_OVER_CLOSE, "session resumed on another connection")
         return conn.closed is not None and conn.closed.code == TAKEN_OVER_CLOSE
-
-    async def _drop(self, conn: ServerConnection) -> None:
-        conn.dropped_at = time.monotonic()
-        self._log(conn, "--", "the suite drops the connection (no close frame)")
-        self._mark_closed(conn, ABNORMAL, "dropped by the suite", by_target=False)
-        if conn.scope is not None:
-            conn.scope.cancel()
 
     async def _redirect(self, conn: ServerConnection, message: dict[str, Any]) -> None:
         await self._send(conn, message)

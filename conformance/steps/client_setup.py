@@ -14,7 +14,7 @@ import pytest
 from pytest_bdd import given, step, when
 
 from conformance.client_stage import Stage
-from conformance.driver.aoi2_server import WELCOME, HelloAnswer
+from conformance.driver.server_connection import WELCOME, HelloAnswer
 from conformance.runtime import Runtime
 from conformance.steps import text
 from conformance.verdicts import SuiteDefect

@@ -24,7 +24,8 @@ from pytest_bdd import then, when
 
 from conformance.client_refusals import first_refusal
 from conformance.client_stage import Stage
-from conformance.driver.aoi2_server import ServerConnection, SuiteServer
+from conformance.driver.aoi2_server import SuiteServer
+from conformance.driver.server_connection import ServerConnection
 from conformance.steps import text
 from conformance.steps.client_servers import session_of
 from conformance.verdicts import SuiteDefect
