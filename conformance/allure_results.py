@@ -30,7 +30,8 @@ from conformance.verdicts import Verdict
 from conformance.wirelog import WireLog
 
 if TYPE_CHECKING:
-    from conformance.runtime import Runtime, ScenarioResult
+    from conformance.runtime import Runtime
+    from conformance.scenario_result import ScenarioResult
 
 # Relative to reports/allure-report/index.html: the requirement's row in the statement.
 REQUIREMENT_LINK = "../conformance.html#{}"

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import shlex
 import shutil
 import signal
@@ -261,3 +262,9 @@ class ClientProcess:
         except OSError:
             return ""
         return "\n".join(text.splitlines()[-lines:])
+
+
+def generated_identity() -> tuple[str, str]:
+    """The client id and credential of an AOI Client under test whose IXIT fixes none."""
+    # The credential never starts with "-": it is a word of the client's command line.
+    return f"conformance-dut-{secrets.token_hex(4)}", "k" + secrets.token_urlsafe(18)

@@ -11,9 +11,14 @@ from urllib.parse import urlsplit
 import pytest
 
 from conformance.registry import FEATURES_DIR, OTHER_TAGS, Registry
-from conformance.runtime import selection
 
 MARK_WORDS = {"and", "or", "not"}
+
+
+def selection(config: pytest.Config) -> tuple[set[str], set[str]]:
+    """The requirements and features (file stems) the command line selects."""
+    features = {Path(f).name.removesuffix(".feature") for f in config.option.features or []}
+    return set(config.getoption("requirement") or []), features
 
 
 def check_options(config: pytest.Config, registry: Registry) -> None:

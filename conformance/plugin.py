@@ -137,11 +137,11 @@ def pytest_configure(config: pytest.Config) -> None:
 def _runtime(config: pytest.Config, registry: object, reports: Path) -> Runtime:
     """The run's :class:`~conformance.runtime.Runtime`: its targets from the options and
     the IXIT; a mistake in either is a usage error that says what to fix."""
-    from conformance.client_target import ClientMode, parse_client_target
+    from conformance.client_target import ClientMode, generated_identity, parse_client_target
     from conformance.embedded import LABEL, EmbeddedReference, reference_installed
     from conformance.ixit import Ics, Ixit, IxitError, load_document, parse_ixit
     from conformance.ixit_check import problems
-    from conformance.runtime import Runtime, generated_identity
+    from conformance.runtime import Runtime
     from conformance.targets import ExternalTargets, NoServer
 
     target = config.getoption("--target")

@@ -168,6 +168,22 @@ def result(summary: dict[str, int], partial: bool) -> str:
     return "conformant"
 
 
+def summary(runtime: Runtime) -> list[str]:
+    """What the statement says that needs reading, for the end of the terminal output: the
+    target, each FAIL and WARN with why, the ERRORs by their reason, and the run's note."""
+    lines = [f"target: {runtime.target_label}"]
+    errors: dict[str, list[str]] = {}
+    for row in requirement_rows(runtime):
+        if row["verdict"] in ("FAIL", "WARN"):
+            lines.append(f"{row['verdict']:5} {row['id']}: {row['explanation']}")
+        elif row["verdict"] == "ERROR":
+            errors.setdefault(row["explanation"], []).append(row["id"])
+    lines += [f"ERROR {', '.join(ids)}: {explanation}" for explanation, ids in errors.items()]
+    if runtime.note:
+        lines.append(runtime.note)
+    return lines
+
+
 def result_line(path: Path) -> str:
     """The last line of a run: its result, the counts of its verdicts, its statement."""
     try:

@@ -10,7 +10,6 @@ keeps the wire logs, and at the end writes the conformance statement
 from __future__ import annotations
 
 import re
-import secrets
 import time
 from collections.abc import Generator
 from dataclasses import dataclass, field
@@ -20,10 +19,19 @@ from typing import Any
 import pytest
 
 from conformance import allure_results, preflight
-from conformance.client_target import ClientMode, parse_client_target
+from conformance.client_target import ClientMode, generated_identity, parse_client_target
 from conformance.driver.portal import Portal
 from conformance.ixit import Ixit
+from conformance.options import selection
 from conformance.registry import CITATION, REQUIREMENT_TAG, Registry, side_of
+from conformance.scenario_result import (
+    STATUS,
+    ScenarioResult,
+    recorded,
+    scenario_name,
+    template_of,
+    teststatus,
+)
 from conformance.targets import Targets
 from conformance.verdicts import (
     Outcome,
@@ -40,29 +48,6 @@ STARTED = pytest.StashKey[bool]()
 IN_STEP = pytest.StashKey[bool]()  # a step began and has not ended well (yet)
 RUNTIME_NAME = "aoi-conformance-runtime"
 DISRUPTIVE = "disruptive"  # scenarios that leave the target changed run last
-# How a scenario's verdict shows in pytest's and Allure's terms.
-STATUS = {
-    Verdict.PASS: "passed",
-    Verdict.WARN: "passed",
-    Verdict.FAIL: "failed",
-    Verdict.ERROR: "broken",
-    Verdict.BLOCKED: "broken",
-    Verdict.NA: "skipped",
-}
-
-
-@dataclass
-class ScenarioResult:
-    nodeid: str
-    name: str
-    feature_file: str
-    requirements: list[str]
-    status: str  # passed, failed, broken, skipped
-    verdict: Verdict
-    outcomes: dict[str, Outcome]
-    message: str = ""
-    wirelog: str = ""  # path relative to the reports directory
-    duration_s: float = 0.0
 
 
 @dataclass(repr=False)
@@ -130,12 +115,12 @@ class Runtime:
 
     @staticmethod
     def feature_file_of(item: pytest.Item) -> str:
-        template = _template(item)
+        template = template_of(item)
         return Path(template.feature.filename).name if template is not None else ""
 
     @staticmethod
     def steps_of(item: pytest.Item) -> list[str]:
-        template = _template(item)
+        template = template_of(item)
         return [step.name for step in template.steps] if template is not None else []
 
     def pytest_collection_modifyitems(
@@ -312,7 +297,7 @@ class Runtime:
     ) -> Generator[None, Any, None]:
         outcome = yield
         report: pytest.TestReport = outcome.get_result()
-        if _recorded(report):
+        if recorded(report):
             self._record(item, call, report)
 
     def _record(
@@ -372,17 +357,9 @@ class Runtime:
         """A scenario's verdict, not pytest's outcome: ``E`` for one that could not judge
         (pytest's "error"), ``F`` for a FAIL; with ``-v`` its verdict and requirements."""
         result = self.results.get(report.nodeid)
-        if result is None or not _recorded(report):
+        if result is None or not recorded(report):
             return None
-        category, letter = {
-            "passed": ("passed", "."),
-            "failed": ("failed", "F"),
-            "broken": ("error", "E"),
-            "skipped": ("skipped", "s"),
-        }[result.status]
-        colour = {"passed": "green", "failed": "red", "error": "red", "skipped": "yellow"}
-        word = f"{result.verdict.value} {' '.join(result.requirements)}"
-        return category, letter, (word, {colour[category]: True})
+        return teststatus(result)
 
     # --- end -------------------------------------------------------------------------
 
@@ -397,25 +374,16 @@ class Runtime:
             self.close()
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        """What the statement says that needs reading: each FAIL and WARN with why, the
-        ERRORs by their reason. The result itself is the run's last line (unconfigure)."""
-        from conformance.report import requirement_rows
+        """What the statement says that needs reading (:func:`conformance.report.summary`).
+        The result itself is the run's last line (unconfigure)."""
+        from conformance.report import summary
 
         if self.config.option.collectonly or not self.results:
             return
-        rows = requirement_rows(self)
+        lines = summary(self)
         terminalreporter.section("AOI conformance")
-        terminalreporter.write_line(f"target: {self.target_label}")
-        errors: dict[str, list[str]] = {}
-        for row in rows:
-            if row["verdict"] in ("FAIL", "WARN"):
-                terminalreporter.write_line(f"{row['verdict']:5} {row['id']}: {row['explanation']}")
-            elif row["verdict"] == "ERROR":
-                errors.setdefault(row["explanation"], []).append(row["id"])
-        for explanation, ids in errors.items():
-            terminalreporter.write_line(f"ERROR {', '.join(ids)}: {explanation}")
-        if self.note:
-            terminalreporter.write_line(self.note)
+        for line in lines:
+            terminalreporter.write_line(line)
 
     def pytest_unconfigure(self, config: pytest.Config) -> None:
         """The run's last line: the result and the counts of the statement."""
@@ -429,38 +397,3 @@ class Runtime:
         from conformance.report import result_line
 
         reporter.write_line(result_line(self.reports_dir / "conformance.json"), bold=True)
-
-
-def _recorded(report: pytest.TestReport) -> bool:
-    """Whether ``report`` is the one that ends a scenario: its call, or a setup that failed."""
-    return report.when == "call" or (report.when == "setup" and not report.passed)
-
-
-def generated_identity() -> tuple[str, str]:
-    """The client id and credential of an AOI Client under test whose IXIT fixes none."""
-    # The credential never starts with "-": it is a word of the client's command line.
-    return f"conformance-dut-{secrets.token_hex(4)}", "k" + secrets.token_urlsafe(18)
-
-
-def selection(config: pytest.Config) -> tuple[set[str], set[str]]:
-    """The requirements and features (file stems) the command line selects."""
-    features = {Path(f).name.removesuffix(".feature") for f in config.option.features or []}
-    return set(config.getoption("requirement") or []), features
-
-
-def _template(item: pytest.Item) -> Any:
-    from pytest_bdd.scenario import scenario_wrapper_template_registry
-
-    function = getattr(item, "function", None)
-    return None if function is None else scenario_wrapper_template_registry.get(function)
-
-
-def scenario_name(item: pytest.Item) -> str:
-    """The scenario's name as written; a row of an outline adds its example values."""
-    template = _template(item)
-    if template is None:
-        return item.name
-    example = allure_results.example_of(item)
-    if not example:
-        return str(template.name)
-    return f"{template.name} ({', '.join(f'{k}: {v}' for k, v in example.items())})"
