@@ -25,6 +25,7 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 STEP_MODULES = (
     "conformance.fixtures",
     "conformance.steps.sessions",
+    "conformance.steps.tokens",
     "conformance.steps.handshake",
     "conformance.steps.notifications",
     "conformance.steps.pushes",
