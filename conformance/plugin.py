@@ -29,6 +29,7 @@ STEP_MODULES = (
     "conformance.steps.handshake",
     "conformance.steps.notifications",
     "conformance.steps.pushes",
+    "conformance.steps.delivery_reports",
     "conformance.steps.batches",
     "conformance.steps.overload",
     "conformance.steps.malformed",
