@@ -29,8 +29,8 @@ from conformance.client_target import (
     ClientStartError,
 )
 from conformance.driver.aoi1 import Aoi1Connection
-from conformance.driver.aoi2 import Frame
 from conformance.driver.aoi2_server import SuiteServer
+from conformance.driver.frames import Frame
 from conformance.driver.provisioning import ProvisioningEndpoint, Refusal
 from conformance.driver.server_connection import HelloAnswer
 from conformance.ports import free_port

@@ -14,7 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from conformance.driver.aoi2 import SUBPROTOCOL, Aoi2Connection, Closed, Frame, Handshake
+from conformance.driver.aoi2 import Aoi2Connection
+from conformance.driver.frames import SUBPROTOCOL, Closed, Frame, Handshake
 from conformance.driver.http import Answer, Aoi3Client
 from conformance.ixit import Client, Endpoint, Ixit
 from conformance.registry import Level

@@ -11,7 +11,8 @@ from collections.abc import Callable
 from typing import Any
 
 from conformance import contract
-from conformance.driver.aoi2 import Aoi2Connection, Frame
+from conformance.driver.aoi2 import Aoi2Connection
+from conformance.driver.frames import Frame
 
 SUBPROTOCOL = "aoi-app.v1"
 

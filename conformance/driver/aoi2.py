@@ -6,7 +6,8 @@ method of :class:`Aoi2Connection` is one portal call that waits for an event (a 
 the close) with a timeout; nothing here sleeps. Received messages stay in an inbox until
 a step takes them, each validated against the schemas on arrival. Like a compliant AOI
 Client, the connection answers ``ping`` with ``pong`` and, once told the session's
-keepalive, sends ``ping`` whenever it has sent nothing for that long.
+keepalive, sends ``ping`` whenever it has sent nothing for that long. What a connection
+records (frames, its close, its upgrade) is :mod:`conformance.driver.frames`.
 """
 
 from __future__ import annotations
@@ -38,49 +39,9 @@ from wsproto.events import (
 )
 
 from conformance import contract
+from conformance.driver.frames import ABNORMAL, SUBPROTOCOL, Closed, Frame, Handshake
 from conformance.driver.portal import Portal
 from conformance.wirelog import WireLog
-
-SUBPROTOCOL = "aoi.v1"
-ABNORMAL = 1006  # the TCP connection ended without a close frame
-
-
-@dataclass
-class Frame:
-    """One message received from the target."""
-
-    seq: int
-    at: float  # time.monotonic()
-    raw: str | bytes
-    message: dict[str, Any] | None  # the JSON object, when it is one
-    problems: list[str]  # why it is not a valid AOI-2 message (empty when it is)
-    consumed: bool = False
-
-    @property
-    def type(self) -> str | None:
-        return self.message.get("type") if self.message else None
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return self.message.get(key, default) if self.message else default
-
-
-@dataclass(frozen=True, slots=True)
-class Closed:
-    code: int  # 1006 when the connection ended without a close frame
-    reason: str
-    at: float  # time.monotonic()
-    by_target: bool
-    lost: bool = False  # the TCP connection ended (reset, EOF) without a close frame
-
-
-@dataclass(frozen=True, slots=True)
-class Handshake:
-    accepted: bool
-    status: int | None = None  # HTTP status of a refused upgrade
-    subprotocol: str | None = None
-    error: str = ""  # why no upgrade answer came (connection, TLS, timeout)
-    at: float = 0.0  # when the connection was established
-    reached: bool = False  # a TCP connection was made (TLS and the upgrade may still fail)
 
 
 @dataclass
@@ -414,33 +375,3 @@ class Aoi2Connection:
             state.scope.cancel()
         if state.finished is not None:
             await state.finished.wait()
-
-
-def wait_any(
-    connections: list[Aoi2Connection], predicate: Callable[[Frame], bool], timeout: float
-) -> tuple[Aoi2Connection, Frame] | None:
-    """The first frame matching ``predicate`` on any of ``connections`` (one portal call)."""
-    if not connections:
-        return None
-    return connections[0].portal.call(_wait_any, connections, predicate, timeout)
-
-
-async def _wait_any(
-    connections: list[Aoi2Connection], predicate: Callable[[Frame], bool], timeout: float
-) -> tuple[Aoi2Connection, Frame] | None:
-    found: list[tuple[Aoi2Connection, Frame]] = []
-
-    async def watch(connection: Aoi2Connection, scope: trio.CancelScope) -> None:
-        frame = await connection._wait_for(predicate, timeout)
-        if frame is None:
-            return
-        if found:
-            frame.consumed = False  # another connection was first; leave it for later
-            return
-        found.append((connection, frame))
-        scope.cancel()
-
-    async with trio.open_nursery() as nursery:
-        for connection in connections:
-            nursery.start_soon(watch, connection, nursery.cancel_scope)
-    return found[0] if found else None

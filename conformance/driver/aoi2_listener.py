@@ -31,7 +31,7 @@ from wsproto.events import (
 )
 
 from conformance import contract
-from conformance.driver.aoi2 import ABNORMAL, SUBPROTOCOL, Closed, Frame
+from conformance.driver.frames import ABNORMAL, SUBPROTOCOL, Closed, Frame
 from conformance.driver.portal import LoopbackListener, Portal
 from conformance.driver.server_connection import ServerConnection
 from conformance.wirelog import WireLog

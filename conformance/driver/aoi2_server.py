@@ -28,8 +28,8 @@ from typing import Any
 from wsproto.connection import ConnectionState
 
 from conformance import contract
-from conformance.driver.aoi2 import Frame
 from conformance.driver.aoi2_listener import Aoi2Listener
+from conformance.driver.frames import Frame
 from conformance.driver.portal import Portal
 from conformance.driver.server_connection import WELCOME, HelloAnswer, ServerConnection, Session
 from conformance.wirelog import WireLog

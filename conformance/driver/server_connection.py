@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import trio
 from wsproto import WSConnection
 
-from conformance.driver.aoi2 import Closed, Frame
+from conformance.driver.frames import Closed, Frame
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,7 +15,7 @@ from pytest_bdd import given, then, when
 
 from conformance.client_stage import App, Stage
 from conformance.client_target import SECOND_PROVIDER
-from conformance.driver.aoi2 import Frame
+from conformance.driver.frames import Frame
 from conformance.steps import text
 
 AFTER_S = 0.5  # after the garbage was answered, for a client that dies of it a little later

@@ -11,8 +11,8 @@ from pytest_bdd import then
 
 from conformance.client_refusals import CREDENTIAL_REASONS, describe_answer, first_refusal
 from conformance.client_stage import Stage
-from conformance.driver.aoi2 import Frame
 from conformance.driver.aoi2_server import SuiteServer
+from conformance.driver.frames import Frame
 from conformance.driver.server_connection import ServerConnection
 from conformance.steps import text
 from conformance.steps.client_setup import names

@@ -12,7 +12,7 @@ from functools import partial
 from pytest_bdd import then
 
 from conformance.client_stage import Stage
-from conformance.driver.aoi2 import Frame
+from conformance.driver.frames import Frame
 from conformance.steps import text
 from conformance.steps.client_servers import ping_round_trip, session_of
 

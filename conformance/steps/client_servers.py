@@ -14,8 +14,8 @@ import time
 from pytest_bdd import given, then, when
 
 from conformance.client_stage import Stage
-from conformance.driver.aoi2 import Frame
 from conformance.driver.aoi2_server import SuiteServer, now_rfc3339
+from conformance.driver.frames import Frame
 from conformance.driver.server_connection import ServerConnection
 from conformance.steps import text
 

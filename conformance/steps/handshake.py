@@ -6,7 +6,7 @@ import time
 
 from pytest_bdd import step, then, when
 
-from conformance.driver.aoi2 import SUBPROTOCOL
+from conformance.driver.frames import SUBPROTOCOL
 from conformance.steps import text
 from conformance.world import RESPONSE_S, World, describe
 

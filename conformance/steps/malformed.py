@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 
 from pytest_bdd import then, when
 
-from conformance.driver.aoi2 import SUBPROTOCOL, Handshake
+from conformance.driver.frames import SUBPROTOCOL, Handshake
 from conformance.driver.raw_http import Exchange, HostileConnection
 from conformance.steps import text
 from conformance.steps.handshake import GRACE_S

@@ -10,7 +10,7 @@ import secrets
 
 from pytest_bdd import step, then, when
 
-from conformance.driver.aoi2 import Frame
+from conformance.driver.frames import Frame
 from conformance.steps import text
 from conformance.steps.pushes import push_to
 from conformance.world import Device, World, describe

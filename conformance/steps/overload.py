@@ -8,7 +8,8 @@ from collections.abc import Iterator
 import pytest
 from pytest_bdd import step, then, when
 
-from conformance.driver.aoi2 import Frame, wait_any
+from conformance.driver.frames import Frame
+from conformance.driver.wait_any import wait_any
 from conformance.ixit import Client, IxitError
 from conformance.steps import text
 from conformance.steps.pushes import push_to

@@ -10,7 +10,7 @@ import secrets
 import pytest
 from pytest_bdd import given, step, then, when
 
-from conformance.driver.aoi2 import Frame
+from conformance.driver.frames import Frame
 from conformance.ixit import PROFILES, IxitError
 from conformance.steps import text
 from conformance.world import Device, World, describe
