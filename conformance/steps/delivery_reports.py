@@ -10,9 +10,10 @@ import time
 from pytest_bdd import step, then, when
 
 from conformance import contract
+from conformance.device import RESPONSE_S
 from conformance.driver.http import Answer
 from conformance.steps import text
-from conformance.world import RESPONSE_S, World
+from conformance.world import World
 
 POLL_S = 0.1  # between two reads of a delivery report while waiting for its status
 

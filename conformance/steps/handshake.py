@@ -6,9 +6,10 @@ import time
 
 from pytest_bdd import step, then, when
 
+from conformance.device import RESPONSE_S, describe
 from conformance.driver.frames import SUBPROTOCOL
 from conformance.steps import text
-from conformance.world import RESPONSE_S, World, describe
+from conformance.world import World
 
 GRACE_S = 3.0  # added to a timer of the target before the suite calls it late
 

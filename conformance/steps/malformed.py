@@ -9,13 +9,14 @@ from urllib.parse import urlsplit
 
 from pytest_bdd import then, when
 
+from conformance.device import RESPONSE_S, describe
 from conformance.driver.frames import SUBPROTOCOL, Handshake
 from conformance.driver.raw_http import Exchange, HostileConnection
 from conformance.steps import text
 from conformance.steps.handshake import GRACE_S
 from conformance.steps.sessions import still_answers
 from conformance.verdicts import TargetUnreachable
-from conformance.world import RESPONSE_S, World, describe
+from conformance.world import World
 
 
 @when(text('client "{name:q}" sends the text {frame}'))

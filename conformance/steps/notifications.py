@@ -10,10 +10,11 @@ import secrets
 
 from pytest_bdd import step, then, when
 
+from conformance.device import Device, describe
 from conformance.driver.frames import Frame
 from conformance.steps import text
 from conformance.steps.pushes import push_to
-from conformance.world import Device, World, describe
+from conformance.world import World
 
 
 def _expect(world: World, device: Device, label: str, req: str | None) -> Frame:

@@ -8,13 +8,14 @@ from collections.abc import Iterator
 import pytest
 from pytest_bdd import step, then, when
 
+from conformance.device import RESPONSE_S, Device, describe
 from conformance.driver.frames import Frame
 from conformance.driver.wait_any import wait_any
 from conformance.ixit import Client, IxitError
 from conformance.steps import text
 from conformance.steps.pushes import push_to
 from conformance.targets import run_command
-from conformance.world import RESPONSE_S, Device, World, describe
+from conformance.world import World
 
 RETRY_S = 0.2  # between two hellos while waiting for the target to accept again
 

@@ -7,10 +7,11 @@ import secrets
 from pytest_bdd import then, when
 
 from conformance import contract
+from conformance.device import RESPONSE_S, Device, describe
 from conformance.driver.http import Answer
 from conformance.ixit import Client
 from conformance.steps import text
-from conformance.world import RESPONSE_S, Device, World, describe
+from conformance.world import World
 
 
 def _failed_hello(world: World, device: Device) -> str:

@@ -10,10 +10,11 @@ import secrets
 import pytest
 from pytest_bdd import given, step, then, when
 
+from conformance.device import Device, describe
 from conformance.driver.frames import Frame
 from conformance.ixit import PROFILES, IxitError
 from conformance.steps import text
-from conformance.world import Device, World, describe
+from conformance.world import World
 
 
 @given(text('the AOI Server under test for "{profile:q}"'))

@@ -6,10 +6,11 @@ from __future__ import annotations
 from pytest_bdd import then, when
 
 from conformance.client_stage import Stage
+from conformance.device import RESPONSE_S
 from conformance.steps import text
 from conformance.steps.client_servers import session_of
 from conformance.steps.sessions import resumes
-from conformance.world import RESPONSE_S, World
+from conformance.world import World
 
 TAKEN_OVER = 4409
 

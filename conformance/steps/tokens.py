@@ -10,8 +10,9 @@ from urllib.parse import urlsplit
 
 from pytest_bdd import then
 
+from conformance.device import describe
 from conformance.steps import text
-from conformance.world import World, describe
+from conformance.world import World
 
 TOKEN = re.compile(r"^[A-Za-z0-9_-]{22,256}$")
 DIFFERING_MIN = 18  # characters two random tokens differ in, at least (see tokens_random)
