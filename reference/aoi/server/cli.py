@@ -134,10 +134,12 @@ def main(argv: Sequence[str]) -> int:
 
 async def serve(server: Server, ready_file: Path | None) -> None:
     from .app import write_ready_file
+    from .collector import pace_collections
 
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGUSR1) as signals:
         async with trio.open_nursery() as nursery:
             here = await nursery.start(server.run)
+            nursery.start_soon(pace_collections)
             if ready_file is not None:
                 write_ready_file(ready_file, here)
             async for signum in signals:
