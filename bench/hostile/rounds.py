@@ -81,6 +81,7 @@ def clients(port: int, count: int) -> None:
 
 def measure(hellos: int) -> dict[str, Any]:
     from aoi.server.app import Server
+    from aoi.server.collector import pace_collections
     from aoi.server.config import parse_config
 
     raise_nofile()
@@ -99,6 +100,7 @@ def measure(hellos: int) -> dict[str, Any]:
         server = Server(config)
         async with trio.open_nursery() as nursery:
             here = await nursery.start(server.run)
+            nursery.start_soon(pace_collections)  # as the aoi server daemon does
             port = int(here.http.rsplit(":", 1)[1])
             process = subprocess.Popen(
                 [sys.executable, "-m", "bench.hostile.rounds", "--clients", str(port),
