@@ -167,8 +167,9 @@ class FailedHelloLimiter:
         times = self._failures.get(key)
         if times is None or len(times) < self.limit:
             return 0.0
-        # ``times`` is full: the block lasts until its oldest failure leaves the window.
-        return times[0] + self.window_s - now
+        # ``times`` is full: the block lasts until its oldest failure leaves the window
+        # (never longer than the window: the sum may round one ulp past it).
+        return min(self.window_s, times[0] + self.window_s - now)
 
     def _forget_old(self, now: float) -> None:
         while self._failures:
