@@ -84,6 +84,10 @@ _STATUS: dict[type, Status] = {
 _ESTABLISHED = State.ESTABLISHED
 
 
+def _priority(n: StoredNotification) -> int:
+    return _RANK[n.priority]
+
+
 def _by_priority(item: tuple[StoredNotification, list[str]]) -> int:
     return _RANK[item[0].priority]
 
@@ -311,14 +315,18 @@ class Hub:
         """Another node (or this one) accepted ``notifications`` for clients held here, and
         cancelled ``cancelled`` as replaced by them."""
         wall = self.clock.wall()
-        for old in cancelled:
+        gone = set(cancelled)
+        if gone:
             for client_id in {n.client_id for n in notifications}:
-                self.cancelled(old, client_id, wall)
+                for old in gone:
+                    self.cancelled(old, client_id, wall)
         links: dict[str, Link] = {}
-        for n in notifications:
+        for n in sorted(notifications, key=_priority):  # as in accept_many
             client = self.clients.get(n.client_id)
             if client is None or (client.link is None and not client.attaching):
                 continue  # its session ended meanwhile: the store's queue has it
+            if n.id in gone:
+                continue  # replaced by a later one of its batch: stored cancelled
             if not self.knows(client, n.id) and self.add_pending(n, wall):
                 links[n.client_id] = client.link  # type: ignore[assignment]
         for link in links.values():
