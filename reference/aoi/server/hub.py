@@ -179,8 +179,11 @@ class Hub:
         if client is not None and client.link is link:
             client.link = None
             self.established -= 1
-            if client.delivery is not None:
-                client.delivery.disconnected(link)
+            delivery = client.delivery
+            if delivery is not None:
+                delivery.disconnected(link)
+                if not delivery:
+                    client.delivery = None  # offline with nothing pending: none kept for it
             if self.fleet is not None:
                 self.fleet.leave(client, link)
 

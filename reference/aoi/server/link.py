@@ -75,8 +75,9 @@ class Link:
 class Client:
     """A client's state on this server; it outlives its connections.
 
-    ``delivery`` holds its pending notifications, made with the first of them: a client
-    that never had one (most idle ones) holds none."""
+    ``delivery`` holds its pending notifications and says what goes out on ``link``. It is
+    made with the first of them and dropped when the client goes offline with none pending:
+    an idle client that had none holds none."""
 
     client_id: str
     session_id: str | None = None
