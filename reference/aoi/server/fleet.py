@@ -155,7 +155,8 @@ class Fleet:
         hub.arrived(here, cancelled)
 
     async def cancelled(self, n: StoredNotification) -> None:
-        """``n`` was cancelled here; the node holding its client forgets it."""
+        """``n`` was cancelled here; the node holding its client cancels it there too, so
+        that it is not sent again."""
         message = _encode("cancelled", ids=[n.id], client=n.client_id)
         with contextlib.suppress(StoreError):  # a late delivery does not change the report
             await self.router.forward(n.client_id, message)

@@ -103,6 +103,7 @@ class Hub:
         self.retired: set[str] = set()  # unregistered tokens: pushes get 410, not 404
         self.established = 0
         self._registering: dict[tuple[str, str], trio.Event] = {}  # being stored
+        self._unwritten: set[str] = set()  # cancelled while the store failed: not durable yet
         self.fleet: Fleet | None = None
         self.finished: OrderedDict[str, None] = OrderedDict()  # in a fleet: acked, expired...
         # What accept does with the link of a client that has a new notification: wake its
@@ -345,7 +346,7 @@ class Hub:
 
     def cancelled(self, notification_id: str, client_id: str | None, wall: float) -> None:
         """The store cancelled it (another node did): it is not sent again. Without
-        ``client_id``, every client held here is asked."""
+        ``client_id`` (a node that does not name it), every client held here is asked."""
         if client_id is None:
             clients = list(self.clients.values())
         else:
@@ -383,25 +384,35 @@ class Hub:
         return self._carry(client, client.delivery.app_registered(app_id, self.clock.wall()))
 
     async def cancel(self, n: StoredNotification, now: float) -> bool:
-        """Cancel ``n``, queued in the store (sent and not acked yet, maybe); returns once
-        its status is durable, or ``False`` when it is finished already (or its client's
-        node finds it so: a fleet's other node is told after)."""
+        """Cancel ``n``, queued in the store (sent and not acked yet, maybe): ``True`` once
+        its ``cancelled`` is durable, ``False`` if it finished otherwise first. When the
+        store fails, :class:`StoreError`: the cancel holds all the same and its status is
+        written once the store takes it; a cancel tried again waits for that again."""
+        receipt = Receipt()
         client = self.clients.get(n.client_id)
         delivery = None if client is None else client.delivery
-        receipt = Receipt()
+        held_here = False
         if client is not None and delivery is not None and delivery.stage(n.id) is not None:
+            held_here = True
             events = delivery.cancel(n.id, now)
             if self._carry(client, events, receipt) and client.link is not None:
                 self.deliver(client.link)
             if not any(type(event) is Cancelled for event in events):
                 return False  # it expired first
-            await receipt.wait()
-            return True
-        if self.fleet is None or n.id in self.finished:
+        elif n.id not in self._unwritten and (self.fleet is None or n.id in self.finished):
             return False
-        self._record(StatusChange(Status.CANCELLED, (n,), now, receipt))
-        await receipt.wait()
-        await self.fleet.cancelled(n)  # the node holding its client forgets it
+        else:
+            # Cancelled here before, its status not written yet; or, in a fleet, for a client
+            # held elsewhere: the store's record first, then that node.
+            self._record(StatusChange(Status.CANCELLED, (n,), now, receipt))
+        try:
+            await receipt.wait()
+        except StoreError:
+            self._unwritten.add(n.id)
+            raise
+        self._unwritten.discard(n.id)
+        if not held_here and self.fleet is not None:
+            await self.fleet.cancelled(n)  # the node holding its client cancels it there
         return True
 
     def tick(self, wall: float) -> None:
