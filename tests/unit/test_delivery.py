@@ -186,6 +186,32 @@ def test_ttl_zero_is_expired_at_acceptance_and_never_sent() -> None:
     assert len(delivery) == 0 and delivery.deadline() is None
 
 
+@pytest.mark.parametrize(
+    "late_input",
+    [
+        lambda d, now: d.nack("unknown", now),
+        lambda d, now: d.cancel("unknown", now),
+        lambda d, now: d.app_registered(OTHER_APP, now),
+    ],
+    ids=["nack", "cancel", "app_registered"],
+)
+def test_room_made_by_an_expiry_is_filled_whatever_the_input(late_input) -> None:  # type: ignore[no-untyped-def]
+    delivery = online(window=1)
+    assert sent(delivery.push(Note("n1", ttl_s=5), T0)) == ["n1"]
+    assert sent(delivery.push(Note("n2", ttl_s=60), T0)) == []  # the window is full
+    events = late_input(delivery, T0 + 5)  # one that changes nothing itself
+    assert finished(events) == [("Expired", "n1")] and sent(events) == ["n2"]
+
+
+def test_a_ttl_0_push_replacing_one_in_flight_lets_the_next_one_out() -> None:
+    delivery = online(window=1)
+    assert sent(delivery.push(Note("n1", collapse_key="k"), T0)) == ["n1"]
+    assert sent(delivery.push(Note("n2"), T0)) == []  # the window is full
+    events = delivery.push(Note("n3", ttl_s=0, collapse_key="k"), T0)
+    assert finished(events) == [("Cancelled", "n1"), ("Expired", "n3")]
+    assert sent(events) == ["n2"]
+
+
 def test_a_push_already_past_its_ttl_expires_at_once() -> None:
     delivery = online()
     assert delivery.push(Note("old", ttl_s=5), T0 + 6) == [Expired((Note("old", ttl_s=5),), T0 + 6)]

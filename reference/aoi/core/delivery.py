@@ -205,6 +205,7 @@ class Delivery(Generic[N]):
                 events.append(Cancelled((older.n,), now, CancelReason.REPLACED))
         if n.expires_at <= now:
             events.append(Expired((n,), now))
+            self._fill(events)  # the room that the one it replaced, or what expired, made
             return events
         entry = _Entry(n, self._seq)
         self._seq += 1
@@ -254,7 +255,7 @@ class Delivery(Generic[N]):
         entry = self._pending.get(notification_id)
         if entry is not None:
             self._move(entry, Input.NACK)
-            self._fill(events)
+        self._fill(events)  # room it made, or what expired made
         return events
 
     def app_registered(self, app_id: str, now: float) -> list[Event[N]]:
@@ -267,7 +268,7 @@ class Delivery(Generic[N]):
                 moved = True
         if moved:
             self._sort_lanes()
-            self._fill(events)
+        self._fill(events)
         return events
 
     def cancel(self, notification_id: str, now: float) -> list[Event[N]]:
@@ -278,7 +279,7 @@ class Delivery(Generic[N]):
         if entry is not None:
             self._finish(entry, Input.CANCEL)
             events.append(Cancelled((entry.n,), now, CancelReason.REQUESTED))
-            self._fill(events)
+        self._fill(events)
         return events
 
     def unregistered(self, token: str, now: float) -> list[Event[N]]:
