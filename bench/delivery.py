@@ -1,15 +1,16 @@
-"""CPU per notification of the server's delivery rules alone: the delivery core beside the hub.
+"""CPU per notification of the server's delivery rules alone: the delivery core, and the hub
+around it.
 
     python -m bench.delivery [--seconds 2]
 
 One notification for a connected client, from stored to acked: it is queued, handed out
 as a ``notify`` (built, not encoded: the codec and the socket are the same for both), acked,
-and finished as delivered. ``core`` is :class:`aoi.core.delivery.Delivery` (``push`` then
-``ack``); ``hub`` is what the server runs today for the same steps, isolated from trio and
-the store: ``Hub._add_pending`` (what ``Hub.accept`` does once the store returned),
-``Hub.pump`` into a session that only keeps the message, ``Hub.acked`` with the status
-change the AOI-2 endpoint makes of it (the core's events are that), and ``Hub.has_work``
-(whether the ack made room for more). Two rhythms:
+and finished as delivered. ``core`` is :class:`aoi.core.delivery.Delivery` alone (``push``
+then ``ack``); ``hub`` is what the server runs for the same steps, isolated from trio and
+the store: ``Hub.add_pending`` (what ``Hub.accept`` does once the store returned), which
+pushes into the client's delivery and hands the ``notify`` to a session that only keeps the
+message, and ``Hub.acked``, which acks and records the status change. The difference is
+what carrying out the core's events costs. Two rhythms:
 ``one_by_one`` (push one, ack it) and ``window`` (push 64, one ack of all 64). CPU time
 (``time.process_time``) in microseconds per notification, the best of five rounds each,
 the two taking turns.
@@ -25,6 +26,8 @@ from typing import Any
 
 from aoi.core.delivery import Delivery
 from aoi.core.messages import Message
+from aoi.core.session import State
+from aoi.server.clock import Clock
 from aoi.server.hub import Hub, StatusChange
 from aoi.server.link import Client, Link
 from aoi.server.store import StoredNotification
@@ -58,6 +61,8 @@ def records(count: int) -> list[StoredNotification]:
 class KeepingSession:
     """A ServerSession's send() without the codec: the hub's cost, not the encoder's."""
 
+    state = State.ESTABLISHED
+
     def __init__(self) -> None:
         self.sent: list[Message] = []
 
@@ -86,25 +91,27 @@ def core(records: list[StoredNotification], batch: int) -> Callable[[], int]:
 
 def hub(records: list[StoredNotification], batch: int) -> Callable[[], int]:
     h = Hub(None, server_id="a", endpoint_base="http://a", max_apps=16)  # type: ignore[arg-type]
+    wall = [WALL]
+    h.clock = Clock(wall=lambda: wall[0], now=lambda: 0.0)
     session = KeepingSession()
     link = Link(session, client_id="device-1")  # type: ignore[arg-type]
     h.clients["device-1"] = Client("device-1", link=link)
     statuses: list[StatusChange] = []
+    h.record = statuses.append
+    h.deliver = lambda link: None  # the AOI-2 endpoint's, which writes the frames
 
     def run() -> int:
         done = 0
         for start in range(0, len(records), batch):
             chunk = records[start : start + batch]
             for n in chunk:
-                h._add_pending(n)
-                h.pump(link, 0.0, n.created_at)
+                wall[0] = n.created_at
+                h.add_pending(n, n.created_at)
             ids = tuple(m.id for m in session.sent)  # type: ignore[attr-defined]
             session.sent.clear()
-            acked = h.acked("device-1", ids)
-            statuses.append(StatusChange("delivered", [n.id for n in acked], WALL))
-            h.has_work(link)  # as the AOI-2 reader asks after every ack
-            done += len(acked)
-        statuses.clear()
+            h.acked("device-1", ids)
+            done += sum(len(change.notifications) for change in statuses)
+            statuses.clear()
         return done
 
     return run

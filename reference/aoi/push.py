@@ -70,7 +70,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--collapse-key",
         metavar="KEY",
-        help="replaces a queued, not yet sent notification with the same key",
+        help="replaces the notification with the same key still queued (not acked) for the token",
     )
     p.add_argument(
         "--ca-file",

@@ -1,4 +1,5 @@
-"""Delivery through a real server: register, push, notify, ack, reports, resume, TTL."""
+"""Delivery through a real server: register, push, notify, ack, nack, cancel, reports, resume,
+TTL."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from pathlib import Path
 
 import trio
 
-from .harness import config, running
+from .harness import KEY, config, running
 
 
 def test_push_is_delivered_acked_and_reported(tmp_path: Path) -> None:
@@ -90,5 +91,60 @@ def test_ttl_0_is_never_sent_and_an_ack_after_the_ttl_leaves_it_expired(tmp_path
             await peer.send(type="ping", ts=1)
             assert (await peer.receive())["type"] == "pong"  # the ack was read before it
             assert (await env.report(late.headers["location"]))["status"] == "expired"
+
+    trio.run(main)
+
+
+def test_a_nacked_notification_waits_for_its_app_to_register_again(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with running(config(tmp_path)) as env:
+            peer, _ = await env.hello()
+            endpoint = (await peer.register())["endpoint"]
+            assert (await env.push(endpoint, "app away")).status_code == 201
+            away = await peer.receive()
+            await peer.send(type="nack", id=away["id"], reason="app_not_present")
+            assert (await env.push(endpoint, "next")).status_code == 201
+            assert (await peer.receive())["payload"] == "next"  # not the nacked one again
+            assert (await peer.register(req=2))["type"] == "registered"  # the app is back
+            again = await peer.receive()
+            assert (again["id"], again["payload"]) == (away["id"], "app away")
+
+    trio.run(main)
+
+
+def test_notify_carries_the_ttl_as_pushed(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with running(config(tmp_path)) as env:
+            endpoint, session = await env.offline()
+            assert (await env.push(endpoint, "later", ttl_s=600)).status_code == 201
+            await trio.sleep(1.1)
+            peer, _ = await env.hello(session=session)
+            assert (await peer.receive())["ttl_s"] == 600  # the client computes the same expiry
+
+    trio.run(main)
+
+
+def test_a_notification_sent_and_not_acked_is_cancelled_and_its_ack_ignored(
+    tmp_path: Path,
+) -> None:
+    async def main() -> None:
+        async with running(config(tmp_path)) as env:
+            peer, welcome = await env.hello()
+            endpoint = (await peer.register())["endpoint"]
+            pushed = await env.push(endpoint, "regret")
+            notify = await peer.receive()  # on the wire: queued until acked (protocol.md 3.4)
+            gone = await env.http.delete(
+                env.here.http + pushed.headers["location"],
+                headers={"authorization": f"Bearer {KEY}"},
+            )
+            assert (gone.status_code, gone.json()["status"]) == (200, "cancelled")
+            await peer.send(type="ack", ids=[notify["id"]])
+            await peer.send(type="ping", ts=1)
+            assert (await peer.receive())["type"] == "pong"  # the ack was read before it
+            assert (await env.report(pushed.headers["location"]))["status"] == "cancelled"
+            await peer.ws.close(1000)
+            peer, _ = await env.hello(session=welcome["session"])
+            await peer.send(type="ping", ts=2)
+            assert (await peer.receive())["type"] == "pong", "the cancelled one came again"
 
     trio.run(main)

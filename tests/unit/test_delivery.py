@@ -154,16 +154,14 @@ def test_a_nacked_notification_waits_for_its_app_or_the_next_connection() -> Non
     assert sent(delivery.connected("conn-2", T0 + 5)) == ["n1"]
 
 
-def test_nothing_is_sent_once_its_ttl_has_passed_and_then_it_expires() -> None:
+def test_nothing_is_sent_once_its_ttl_is_reached_and_then_it_expires() -> None:
     delivery: Delivery[Note] = Delivery()
     delivery.push(Note("n1", ttl_s=10), T0)
     delivery.push(Note("n2", ttl_s=20), T0)
-    assert delivery.deadline() == math.nextafter(T0 + 10, math.inf)
-    assert delivery.tick(T0 + 10) == [], "at created_at + ttl_s it has not passed yet"
-    assert delivery.tick(math.nextafter(T0 + 10, math.inf)) == [
-        Expired((Note("n1", ttl_s=10),), math.nextafter(T0 + 10, math.inf))
-    ]
-    assert delivery.deadline() == math.nextafter(T0 + 20, math.inf)
+    assert delivery.deadline() == T0 + 10
+    assert delivery.tick(math.nextafter(T0 + 10, 0)) == [], "just before created_at + ttl_s"
+    assert delivery.tick(T0 + 10) == [Expired((Note("n1", ttl_s=10),), T0 + 10)]
+    assert delivery.deadline() == T0 + 20
     # An input at a later time expires what is due first, whether or not tick() ran.
     events = delivery.connected("conn-1", T0 + 21)
     assert finished(events) == [("Expired", "n2")]
@@ -179,16 +177,39 @@ def test_in_flight_past_its_ttl_is_expired_and_a_late_ack_ignored() -> None:
     assert events == [Expired((Note("n1", ttl_s=5), Note("n2", ttl_s=5)), T0 + 6)]
 
 
-def test_ttl_zero_goes_out_only_at_the_instant_of_acceptance() -> None:
+def test_ttl_zero_is_expired_at_acceptance_and_never_sent() -> None:
+    # docs/protocol.md 2.8: not sent once created_at + ttl_s is reached, which for
+    # ttl_s 0 is the moment of acceptance.
     delivery = online()
-    assert sent(delivery.push(Note("now", ttl_s=0), T0)) == ["now"]
-    assert finished(delivery.tick(T0 + 0.001)) == [("Expired", "now")]
+    events = delivery.push(Note("now", ttl_s=0), T0)
+    assert sent(events) == [] and finished(events) == [("Expired", "now")]
+    assert len(delivery) == 0 and delivery.deadline() is None
 
-    offline: Delivery[Note] = Delivery()
-    assert offline.push(Note("never", ttl_s=0), T0) == []
-    events = offline.connected("conn-1", T0 + 0.001)
-    assert finished(events) == [("Expired", "never")]
-    assert sent(events) == []
+
+@pytest.mark.parametrize(
+    "late_input",
+    [
+        lambda d, now: d.nack("unknown", now),
+        lambda d, now: d.cancel("unknown", now),
+        lambda d, now: d.app_registered(OTHER_APP, now),
+    ],
+    ids=["nack", "cancel", "app_registered"],
+)
+def test_room_made_by_an_expiry_is_filled_whatever_the_input(late_input) -> None:  # type: ignore[no-untyped-def]
+    delivery = online(window=1)
+    assert sent(delivery.push(Note("n1", ttl_s=5), T0)) == ["n1"]
+    assert sent(delivery.push(Note("n2", ttl_s=60), T0)) == []  # the window is full
+    events = late_input(delivery, T0 + 5)  # one that changes nothing itself
+    assert finished(events) == [("Expired", "n1")] and sent(events) == ["n2"]
+
+
+def test_a_ttl_0_push_replacing_one_in_flight_lets_the_next_one_out() -> None:
+    delivery = online(window=1)
+    assert sent(delivery.push(Note("n1", collapse_key="k"), T0)) == ["n1"]
+    assert sent(delivery.push(Note("n2"), T0)) == []  # the window is full
+    events = delivery.push(Note("n3", ttl_s=0, collapse_key="k"), T0)
+    assert finished(events) == [("Cancelled", "n1"), ("Expired", "n3")]
+    assert sent(events) == ["n2"]
 
 
 def test_a_push_already_past_its_ttl_expires_at_once() -> None:

@@ -20,11 +20,11 @@ The rules (docs/protocol.md 2.8, 3.5, 3.6), each notification moving through
   connection; none is sent twice on one connection.
 - Order: ``high`` before queued ``normal`` before ``low``; within a priority, in order of
   acceptance.
-- TTL: a notification is never sent once ``created_at + ttl_s`` has passed (``now >
+- TTL: a notification is never sent once ``created_at + ttl_s`` is reached (``now >=
   expires_at``); from then on it is ``expired``, in flight or not, and an ack that comes
-  later is ignored. ``ttl_s: 0`` needs no rule of its own: it goes out only at the instant
-  of its acceptance, i.e. if the client is connected (with room in the window) then.
-  ``notify.ttl_s`` is the TTL as pushed, so that the AOI Client computes the same expiry.
+  later is ignored. ``ttl_s: 0`` needs no rule of its own: it is expired at acceptance,
+  never sent. ``notify.ttl_s`` is the TTL as pushed, so that the AOI Client computes the
+  same expiry.
 - Ack: the ids pending for this client become ``delivered`` (even one waiting to be sent
   again: the client had it from an earlier connection); unknown or finished ids are ignored.
 - Nack: the notification is set aside, outside the window, until its app registers again
@@ -40,7 +40,6 @@ The rules (docs/protocol.md 2.8, 3.5, 3.6), each notification moving through
 from __future__ import annotations
 
 import heapq
-import math
 from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -204,8 +203,9 @@ class Delivery(Generic[N]):
             if older is not None:
                 self._finish(older, Input.CANCEL)
                 events.append(Cancelled((older.n,), now, CancelReason.REPLACED))
-        if n.expires_at < now:
+        if n.expires_at <= now:
             events.append(Expired((n,), now))
+            self._fill(events)  # the room that the one it replaced, or what expired, made
             return events
         entry = _Entry(n, self._seq)
         self._seq += 1
@@ -255,7 +255,7 @@ class Delivery(Generic[N]):
         entry = self._pending.get(notification_id)
         if entry is not None:
             self._move(entry, Input.NACK)
-            self._fill(events)
+        self._fill(events)  # room it made, or what expired made
         return events
 
     def app_registered(self, app_id: str, now: float) -> list[Event[N]]:
@@ -268,7 +268,7 @@ class Delivery(Generic[N]):
                 moved = True
         if moved:
             self._sort_lanes()
-            self._fill(events)
+        self._fill(events)
         return events
 
     def cancel(self, notification_id: str, now: float) -> list[Event[N]]:
@@ -279,7 +279,7 @@ class Delivery(Generic[N]):
         if entry is not None:
             self._finish(entry, Input.CANCEL)
             events.append(Cancelled((entry.n,), now, CancelReason.REQUESTED))
-            self._fill(events)
+        self._fill(events)
         return events
 
     def unregistered(self, token: str, now: float) -> list[Event[N]]:
@@ -306,8 +306,7 @@ class Delivery(Generic[N]):
         expiry = self._expiry
         while expiry and expiry[0][2].stage not in PENDING:
             heapq.heappop(expiry)
-        # Expired once the expiry time has passed: the next float after it.
-        return math.nextafter(expiry[0][0], math.inf) if expiry else None
+        return expiry[0][0] if expiry else None
 
     def stage(self, notification_id: str) -> Stage | None:
         """Where a pending notification is; ``None`` for one finished or never pushed."""
@@ -354,7 +353,7 @@ class Delivery(Generic[N]):
     def _expire_due(self, now: float) -> list[Event[N]]:
         expired = []
         # self._expiry each time round: finishing an entry may compact the heap.
-        while self._expiry and self._expiry[0][0] < now:
+        while self._expiry and self._expiry[0][0] <= now:
             entry = heapq.heappop(self._expiry)[2]
             if entry.stage in PENDING:
                 self._finish(entry, Input.EXPIRE)

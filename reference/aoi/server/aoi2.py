@@ -1,4 +1,8 @@
-"""The AOI-2 endpoint: one reader and one writer task per connection around a ServerSession."""
+"""The AOI-2 endpoint: one reader and one writer task per connection around a ServerSession.
+
+The reader hands what the client says to the session core, and acks, nacks and registers on
+to the hub, whose deliveries put the ``notify`` messages due into the session; the writer,
+woken by :meth:`Link.flush`, writes whatever the session has queued in one go."""
 
 from __future__ import annotations
 
@@ -34,7 +38,7 @@ from aoi.net.http import Request
 from aoi.net.websocket import ConnectionClosed, WebSocket
 
 from .credentials import ClientCredentials, FailedHelloLimiter
-from .hub import Hub, StatusChange
+from .hub import Hub
 from .link import Link
 from .load import LoadMonitor
 from .metrics import Metrics
@@ -65,7 +69,6 @@ class Aoi2Endpoint:
         limiter: FailedHelloLimiter,
         load: LoadMonitor,
         metrics: Metrics,
-        status_sink: trio.MemorySendChannel[StatusChange],
     ) -> None:
         self.hub = hub
         self.settings = settings
@@ -73,7 +76,6 @@ class Aoi2Endpoint:
         self.limiter = limiter
         self.load = load
         self.metrics = metrics
-        self.status_sink = status_sink
         self.codec = Codec.from_contract("aoi2", validate_outgoing=CHECK_OUTGOING)
 
     async def __call__(self, ws: WebSocket, request: Request) -> None:
@@ -147,11 +149,11 @@ class Aoi2Endpoint:
             self._flush_if_needed(link)
 
     def deliver_now(self, link: Link) -> None:
-        """A notification was just stored and queued for ``link``'s client: send it now,
-        from the pushing task, instead of waking the connection's writer. The notify then
-        leaves before the push's 201 instead of after every 201 answered in the same turn of
-        the event loop, and one task switch is saved. Only when nothing else is under way on
-        the connection (writer parked, nobody writing), else the writer does it as before."""
+        """A notification was just stored, and its notify put in ``link``'s session: write it
+        now, from the pushing task, instead of waking the connection's writer. The notify
+        then leaves before the push's 201 instead of after every 201 answered in the same
+        turn of the event loop, and one task switch is saved. Only when nothing else is under
+        way on the connection (writer parked, nobody writing), else the writer does it."""
         ws = link.ws
         session = link.session
         if (
@@ -162,42 +164,24 @@ class Aoi2Endpoint:
         ):
             link.flush()
             return
-        wall = time.time()
-        try:
-            expired = self.hub.pump(link, trio.current_time(), wall)
-        except Exception:  # the push is stored: let the writer meet this, as it used to
-            link.flush()
-            return
-        if expired:
-            self.status_sink.send_nowait(StatusChange("expired", expired, wall))
         frames = session.outgoing()
         if (frames and ws.send_now(frames)) or session.closed is not None:
             link.flush()
 
     def _flush_if_needed(self, link: Link) -> None:
-        """Wake the writer only when it has something to do: after an ack it mostly hasn't."""
+        """Wake the writer only when it has something to do: after an ack it mostly hasn't
+        (unless the ack made room in a full window: then the next notifies are queued)."""
         session = link.session
-        if session.has_outgoing or session.closed is not None or self.hub.has_work(link):
+        if session.has_outgoing or session.closed is not None:
             link.flush()
 
     def _acked(self, link: Link, ack: Ack) -> None:
-        done = self.hub.acked(link.client_id, ack.ids)
-        if done:
-            self.status_sink.send_nowait(
-                StatusChange("delivered", [n.id for n in done], time.time())
-            )
-            self.metrics.delivered(done)
+        self.hub.acked(link.client_id, ack.ids)
 
     async def _writer(self, ws: WebSocket, link: Link) -> None:
         session = link.session
-        hub = self.hub
         while True:
             await link.wait_flush()
-            if session.state is State.ESTABLISHED:
-                wall = time.time()
-                expired = hub.pump(link, trio.current_time(), wall)
-                if expired:
-                    self.status_sink.send_nowait(StatusChange("expired", expired, wall))
             # Everything queued since the last wake goes out in one write.
             await ws.send_many(session.outgoing())
             if session.closed is not None:
@@ -237,7 +221,7 @@ class Aoi2Endpoint:
                     ),
                     now,
                 )  # fmt: skip
-                link.unpark(event.app_id, self.hub)
+                self.hub.app_registered(link.client_id, event.app_id)  # what it nacked
         elif isinstance(event, Unregister):
             try:
                 done = await self.hub.unregister(link.client_id, event.token, time.time())
@@ -258,7 +242,7 @@ class Aoi2Endpoint:
                     now,
                 )  # fmt: skip
         elif isinstance(event, Nack):
-            link.park(event.id)
+            self.hub.nacked(link.client_id, event.id)
         elif isinstance(event, Closed) and not link.client_id:
             log.debug("connection_closed", extra={"remote": ws.remote, "code": int(event.code)})
 
@@ -316,6 +300,7 @@ class Aoi2Endpoint:
             ),
             trio.current_time(),
         )
+        self.hub.welcomed(link)  # what is pending for the client follows the welcome
         self.metrics.accepted()
         log.info(
             "session_opened",

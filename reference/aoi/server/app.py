@@ -28,7 +28,7 @@ from .hub import Hub, StatusChange
 from .load import LoadMonitor
 from .metrics import Metrics
 from .push_api import PushApi
-from .store import SqliteStore, Store, StoreError
+from .store import SqliteStore, Status, Store, StoreError
 from .store.redis_store import RedisStore
 
 log = logging.getLogger("aoi.server")
@@ -76,9 +76,9 @@ class Server:
             ),
             self.load,
             self.metrics,
-            self.status_send,
         )
         self.hub.deliver = self.aoi2.deliver_now
+        self.hub.record = self._status_changed
         self.api = PushApi(
             self.hub,
             ServerAppKeys.from_config(config.server_apps),
@@ -147,8 +147,15 @@ class Server:
             while any(True for _ in self.hub.links()):
                 await trio.sleep(0.05)
 
+    def _status_changed(self, change: StatusChange) -> None:
+        """The hub's one way of recording a final status: counted now, written in a batch."""
+        if change.status is Status.DELIVERED:
+            self.metrics.delivered(change.notifications)
+        self.status_send.send_nowait(change)
+
     async def _record_statuses(self) -> None:
-        """Acks and expiries reach the store in batches; none of them gates a reply.
+        """Final statuses (acks, expiries, cancels) reach the store in batches; only a
+        cancel's answer waits for its own (its receipt).
 
         After the first change the recorder waits ``STATUS_COLLECT_S`` for more, then writes
         each status in one store operation: at most one status commit per window (or per
@@ -166,9 +173,15 @@ class Server:
                 await trio.sleep(pause)
                 try:
                     await self._write_statuses(self._drain_statuses(changes))
-                except StoreError:
+                except StoreError as exc:
+                    for change in changes:
+                        if change.receipt is not None:
+                            change.receipt.settle(exc)  # answered 503, written later
                     pause = min(STORE_RETRY_MAX_S, max(STORE_RETRY_S, 2 * pause))
                     continue
+                for change in changes:
+                    if change.receipt is not None:
+                        change.receipt.settle()
                 changes, pause = [], STATUS_COLLECT_S
         finally:
             with (
@@ -188,7 +201,7 @@ class Server:
         batch: dict[str, tuple[list[str], float]] = {}
         for change in changes:
             ids, at = batch.get(change.status, ([], change.at))
-            ids.extend(change.ids)
+            ids.extend(n.id for n in change.notifications)
             batch[change.status] = (ids, max(at, change.at))
         for status, (ids, at) in batch.items():
             await self.store.set_status(ids, status, at)
@@ -196,19 +209,24 @@ class Server:
                 self.metrics.expired.inc(len(ids))
 
     async def _sweep(self) -> None:
-        """TTL expiry of what nobody fetched, and pruning of old delivery reports. While
-        the store's writes fail, a probe each round finds out when they succeed again."""
+        """TTL expiry, and pruning of old delivery reports. While the store's writes fail, a
+        probe each round finds out when they succeed again.
+
+        Expiry is the deliveries' (:meth:`Hub.tick`: their deadlines passed). A node of a
+        fleet also expires, in the store, the queues of clients that no node holds."""
         last_purge = 0.0
         while True:
             await trio.sleep(SWEEP_S)
             now = time.time()
+            self.hub.tick(now)
             try:
                 if self.store.failure is not None:
                     await self.store.probe()
-                expired = await self.store.expire(now)
-                if expired:
-                    self.hub.expire(expired)
-                    self.metrics.expired.inc(len(expired))
+                if self.fleet is not None:
+                    expired = await self.store.expire(now)
+                    counted = [i for i in expired if i not in self.hub.finished]
+                    if counted:  # the rest expired here, and are counted as they are written
+                        self.metrics.expired.inc(len(counted))
                 if now - last_purge > 3600:
                     await self.store.purge(now - REPORT_RETENTION_S)
                     last_purge = now

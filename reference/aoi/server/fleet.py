@@ -101,9 +101,10 @@ class Fleet:
         for registration in await self.store.registrations_of(client.client_id):
             client.tokens[registration.app_id] = registration.token
             self.hub.registrations[registration.token] = registration
+        wall = self.hub.clock.wall()
         for n in await self.store.queued_for(client.client_id):
-            if n.id not in self.hub.notifications and n.id not in self.hub.finished:
-                self.hub._add_pending(n)
+            if not self.hub.knows(client, n.id):
+                self.hub.add_pending(n, wall)  # no connection of it here yet: nothing sent
         if previous is not None and node_of(previous) != self.node:
             message = _encode("taken", client=client.client_id, claim=previous)
             await self.router.send(node_of(previous), message)
@@ -154,8 +155,9 @@ class Fleet:
         hub.arrived(here, cancelled)
 
     async def cancelled(self, n: StoredNotification) -> None:
-        """``n`` was cancelled here; the node holding its client forgets it."""
-        message = _encode("cancelled", ids=[n.id])
+        """``n`` was cancelled here; the node holding its client cancels it there too, so
+        that it is not sent again."""
+        message = _encode("cancelled", ids=[n.id], client=n.client_id)
         with contextlib.suppress(StoreError):  # a late delivery does not change the report
             await self.router.forward(n.client_id, message)
 
@@ -171,8 +173,9 @@ class Fleet:
                 self.received += len(notifications)
                 self.hub.arrived(notifications, message["cancelled"])
             elif kind == "cancelled":
+                wall = self.hub.clock.wall()
                 for notification_id in message["ids"]:
-                    self.hub.cancelled(notification_id)
+                    self.hub.cancelled(notification_id, message.get("client"), wall)
             elif kind == "taken":
                 self._taken(message["client"], message["claim"])
         except (ValueError, KeyError, TypeError) as exc:

@@ -4,6 +4,14 @@ Everything lives in memory and is written through to the store before it counts:
 registration before ``registered`` is sent, a notification before its 201. At start-up the
 hub is rebuilt from the store, so a crash loses nothing that was acknowledged.
 
+What is pending for a client, and what goes out next, is its
+:class:`~aoi.core.delivery.Delivery`'s to say (``Client.delivery``): the hub feeds it what
+happens (a notification stored, a connection welcomed or gone, an ack, a nack, a register,
+a cancel, an unregistration, time) and carries out the events it returns, the same way for
+all: a ``notify`` goes to the connection's session, and a notification that reached its
+final status goes, as a :class:`StatusChange`, to :attr:`Hub.record`, the server's one way
+of writing statuses to the store (in batches; a cancel waits for its :class:`Receipt`).
+
 A node of a fleet (:mod:`.fleet`) shares its store with the other nodes: its memory holds
 only the clients connected to it, taken from the store when they connect, and registrations
 it has looked up; what it accepts for a client held elsewhere goes to that node.
@@ -19,27 +27,69 @@ from typing import TYPE_CHECKING
 
 import trio
 
+from aoi.core.delivery import Cancelled, Delivered, Delivery, Event, Expired
 from aoi.core.messages import Notify
-from aoi.core.rfc3339 import rfc3339
+from aoi.core.session import State
 
+from .clock import Clock
 from .link import Client, Link
-from .store import Registration, Status, Store, StoredNotification, StoreGone
+from .store import Registration, Status, Store, StoredNotification, StoreError, StoreGone
 from .store.routes import new_token
 
 if TYPE_CHECKING:
     from .fleet import Fleet
 
-WINDOW = 64  # notifications in flight per session before waiting for acks
 FINISHED_KEPT = 4096  # ids a fleet node remembers as finished, against late forwards
+
+
+class Receipt:
+    """Whoever waits for a :class:`StatusChange` to be durable (a cancel's answer) waits
+    here: :meth:`wait` returns once the store has it, or raises the store's error."""
+
+    __slots__ = ("_done", "_error")
+
+    def __init__(self) -> None:
+        self._done = trio.Event()
+        self._error: StoreError | None = None
+
+    def settle(self, error: StoreError | None = None) -> None:
+        if not self._done.is_set():
+            self._error = error
+            self._done.set()
+
+    async def wait(self) -> None:
+        await self._done.wait()
+        if self._error is not None:
+            raise self._error
 
 
 @dataclass(frozen=True, slots=True)
 class StatusChange:
-    """Notifications that reached a final state, for the store (written in batches)."""
+    """Notifications that reached a final status, for the store (written in batches)."""
 
-    status: str  # delivered | expired
-    ids: list[str]
+    status: Status  # delivered | expired | cancelled
+    notifications: tuple[StoredNotification, ...]
     at: float  # wall-clock seconds since the epoch
+    receipt: Receipt | None = None
+
+
+def _ignore(change: StatusChange) -> None:
+    pass
+
+
+_RANK = {"high": 0, "normal": 1, "low": 2}
+_STATUS: dict[type, Status] = {
+    Delivered: Status.DELIVERED, Expired: Status.EXPIRED, Cancelled: Status.CANCELLED,
+}  # fmt: skip
+_ESTABLISHED = State.ESTABLISHED
+
+
+def _priority(n: StoredNotification) -> int:
+    return _RANK[n.priority]
+
+
+def _by_priority(item: tuple[StoredNotification, list[str]]) -> int:
+    return _RANK[item[0].priority]
 
 
 class Hub:
@@ -51,14 +101,17 @@ class Hub:
         self.clients: dict[str, Client] = {}
         self.registrations: dict[str, Registration] = {}  # token -> active registration
         self.retired: set[str] = set()  # unregistered tokens: pushes get 410, not 404
-        self.notifications: dict[str, StoredNotification] = {}  # pending, by id
         self.established = 0
         self._registering: dict[tuple[str, str], trio.Event] = {}  # being stored
+        self._unwritten: set[str] = set()  # cancelled while the store failed: not durable yet
         self.fleet: Fleet | None = None
         self.finished: OrderedDict[str, None] = OrderedDict()  # in a fleet: acked, expired...
         # What accept does with the link of a client that has a new notification: wake its
         # writer, or (the AOI-2 endpoint's) hand it over at once. Either way after storing.
         self.deliver: Callable[[Link], None] = Link.flush
+        # Where final statuses go: the server's status writer (and its metrics).
+        self.record: Callable[[StatusChange], None] = _ignore
+        self.clock = Clock()  # the wall time for the deliveries, trio's for the sessions
 
     # --- start-up ------------------------------------------------------------------------
 
@@ -74,8 +127,9 @@ class Hub:
             self._client(reg.client_id).tokens[reg.app_id] = reg.token
         for client_id, session_id in snapshot.sessions.items():
             self._client(client_id).session_id = session_id
+        wall = self.clock.wall()
         for n in snapshot.notifications:
-            self._add_pending(n)
+            self.add_pending(n, wall)  # no connection yet: what expired meanwhile is recorded
 
     def _client(self, client_id: str) -> Client:
         client = self.clients.get(client_id)
@@ -109,22 +163,34 @@ class Hub:
         previous, client.link = client.link, link
         if previous is None:
             self.established += 1
-        client.requeue_all()
+        elif client.delivery is not None:
+            client.delivery.disconnected(previous)  # its in flight goes out again
         return client.session_id, resumed, previous
+
+    def welcomed(self, link: Link) -> bool:
+        """``link``'s session was welcomed: everything pending for its client goes out on it
+        (at least once), as the window allows. Whether there is something to send."""
+        client = self.clients.get(link.client_id)
+        if client is None or client.link is not link or client.delivery is None:
+            return False
+        return self._carry(client, client.delivery.connected(link, self.clock.wall()))
 
     def detach(self, link: Link) -> None:
         client = self.clients.get(link.client_id)
         if client is not None and client.link is link:
             client.link = None
             self.established -= 1
+            delivery = client.delivery
+            if delivery is not None:
+                delivery.disconnected(link)
+                if not delivery:
+                    client.delivery = None  # offline with nothing pending: none kept for it
             if self.fleet is not None:
                 self.fleet.leave(client, link)
 
     def forget(self, client: Client) -> None:
         """Drop a client's state from memory (a fleet node whose session of it ended)."""
         if client.link is None and not client.attaching:
-            for notification_id in client.pending:
-                del self.notifications[notification_id]
             del self.clients[client.client_id]
 
     def owns_link(self, client_id: str) -> bool:
@@ -166,6 +232,8 @@ class Hub:
         return token
 
     async def unregister(self, client_id: str, token: str, now: float) -> bool:
+        """Withdraw ``token``; its pending notifications are cancelled. ``False`` if it is
+        not one of the client's. What that made room for is in the session's outgoing."""
         registration = self.registrations.get(token)
         if registration is None or registration.client_id != client_id:
             return False
@@ -175,8 +243,8 @@ class Hub:
         self.retired.add(token)
         client = self._client(client_id)
         client.tokens.pop(registration.app_id, None)
-        for n in [n for n in client.pending.values() if n.token == token]:
-            self._drop(n.id)
+        if client.delivery is not None:
+            self._carry(client, client.delivery.unregistered(token, now))
         return True
 
     # --- notifications -------------------------------------------------------------------
@@ -198,30 +266,22 @@ class Hub:
         self.retired.add(token)
 
     def collapsible(self, token: str, collapse_key: str) -> list[str]:
-        """Queued, never-sent notifications that a new one with ``collapse_key`` replaces
-        (in a fleet, those of a client held elsewhere are found by the store)."""
+        """The pending notification (queued, in flight or nacked) that a new one with
+        ``collapse_key`` replaces, as a list for the store (in a fleet, that of a client held
+        elsewhere is found by the store)."""
         registration = self.registrations[token]
         client = self.clients.get(registration.client_id)
-        if client is None:
-            return []
-        in_flight = client.link.in_flight if client.link is not None else {}
-        return [
-            n.id
-            for n in client.pending.values()
-            if n.token == token and n.collapse_key == collapse_key and n.id not in in_flight
-        ]
+        delivery = None if client is None else client.delivery
+        older = None if delivery is None else delivery.collapsible(token, collapse_key)
+        return [] if older is None else [older]
 
     async def accept(self, notification: StoredNotification, replaces: list[str]) -> None:
         """Store durably, then queue for delivery. Returns once the 201 may be sent."""
         if self.fleet is not None:
             return await self.accept_many([(notification, replaces)])
         await self.store.add_notification(notification, replaces)
-        for old in replaces:
-            self._drop(old)
-        self._add_pending(notification)
-        client = self.clients[notification.client_id]
-        if client.link is not None:
-            self.deliver(client.link)
+        if self.add_pending(notification, self.clock.wall()):
+            self.deliver(self.clients[notification.client_id].link)  # type: ignore[arg-type]
 
     async def accept_many(self, batch: list[tuple[StoredNotification, list[str]]]) -> None:
         """:meth:`accept` for each of ``batch`` in turn, stored in one write: one commit for
@@ -233,127 +293,187 @@ class Hub:
                 self.retire(gone.token)
                 raise
         await self.store.add_notifications(batch)
+        # One replaced by a later one of the same batch is stored cancelled: never queued.
+        replaced = {old for _, replaces in batch for old in replaces}
+        wall = self.clock.wall()
         links: dict[str, Link] = {}
-        for notification, replaces in batch:
-            for old in replaces:
-                self._drop(old)
-            self._add_pending(notification)
-            link = self.clients[notification.client_id].link
-            if link is not None:
-                links[notification.client_id] = link
+        # Accepted together, so queued together: higher priorities first (a stable sort
+        # keeps the batch's order within each), as they would leave a queue holding them.
+        for notification, _ in sorted(batch, key=_by_priority):
+            if notification.id not in replaced and self.add_pending(notification, wall):
+                links[notification.client_id] = self.clients[notification.client_id].link  # type: ignore[assignment]
         for link in links.values():
             self.deliver(link)
 
-    def _add_pending(self, n: StoredNotification) -> None:
+    def add_pending(self, n: StoredNotification, wall: float) -> bool:
+        """Hand ``n``, stored and queued, to its client's delivery (what it replaces under
+        its ``collapse_key`` is cancelled). Whether that gave the client's connection
+        something to send: the caller then calls :attr:`deliver` with it."""
         client = self._client(n.client_id)
-        client.pending[n.id] = n
-        client.queue(n.id, n.priority)
-        self.notifications[n.id] = n
+        delivery = client.delivery
+        if delivery is None:
+            delivery = self._delivery(client, wall)
+        return self._carry(client, delivery.push(n, wall))
 
     def arrived(self, notifications: list[StoredNotification], cancelled: list[str]) -> None:
         """Another node (or this one) accepted ``notifications`` for clients held here, and
         cancelled ``cancelled`` as replaced by them."""
-        for old in cancelled:
-            self.cancelled(old)
+        wall = self.clock.wall()
+        gone = set(cancelled)
+        if gone:
+            for client_id in {n.client_id for n in notifications}:
+                for old in gone:
+                    self.cancelled(old, client_id, wall)
         links: dict[str, Link] = {}
-        for n in notifications:
+        for n in sorted(notifications, key=_priority):  # as in accept_many
             client = self.clients.get(n.client_id)
             if client is None or (client.link is None and not client.attaching):
                 continue  # its session ended meanwhile: the store's queue has it
-            if n.id not in self.notifications and n.id not in self.finished:
-                self._add_pending(n)
-                if client.link is not None:
-                    links[n.client_id] = client.link
+            if n.id in gone:
+                continue  # replaced by a later one of its batch: stored cancelled
+            if not self.knows(client, n.id) and self.add_pending(n, wall):
+                links[n.client_id] = client.link  # type: ignore[assignment]
         for link in links.values():
             self.deliver(link)
 
-    def cancelled(self, notification_id: str) -> None:
-        """The store cancelled it (another node did): forget it unless already sent."""
-        n = self.notifications.get(notification_id)
-        if n is not None:
-            link = self.clients[n.client_id].link
-            if link is None or notification_id not in link.in_flight:
-                self._drop(notification_id)
+    def knows(self, client: Client, notification_id: str) -> bool:
+        """Whether ``notification_id`` is pending for ``client`` here, or (in a fleet)
+        finished here lately: a forward or a queue read that brings it again is late."""
+        delivery = client.delivery
+        return (
+            delivery is not None and delivery.stage(notification_id) is not None
+        ) or notification_id in self.finished
 
-    def _drop(self, notification_id: str) -> StoredNotification | None:
-        n = self.notifications.pop(notification_id, None)
-        if n is not None:
-            self.clients[n.client_id].pending.pop(notification_id, None)
-            if self.fleet is not None:
-                self.finished[notification_id] = None
-                if len(self.finished) > FINISHED_KEPT:
-                    self.finished.popitem(last=False)
-        return n
+    def cancelled(self, notification_id: str, client_id: str | None, wall: float) -> None:
+        """The store cancelled it (another node did): it is not sent again. Without
+        ``client_id`` (a node that does not name it), every client held here is asked."""
+        if client_id is None:
+            clients = list(self.clients.values())
+        else:
+            client = self.clients.get(client_id)
+            clients = [] if client is None else [client]
+        for client in clients:
+            delivery = client.delivery
+            if delivery is not None and delivery.stage(notification_id) is not None:
+                if self._carry(client, delivery.cancel(notification_id, wall)):
+                    self.deliver(client.link)  # type: ignore[arg-type]
+                return
 
-    def has_work(self, link: Link) -> bool:
-        """Whether :meth:`pump` may find something to send on ``link`` now: queued ids (some
-        may be stale) and room in the window. Cheap, for deciding whether to wake a writer."""
-        client = self.clients.get(link.client_id)
-        if client is None or client.unsent is None:
-            return False
-        high, normal, low = client.unsent
-        return (bool(high) or bool(normal) or bool(low)) and len(link.in_flight) < WINDOW
-
-    def pump(self, link: Link, now: float, wall: float) -> list[str]:
-        """Hand ``link``'s session as many queued notifications as the window allows;
-        returns the ids found expired on the way (the owner records them). ``now`` is the
-        session clock, ``wall`` seconds since the epoch (the unit of TTLs)."""
-        client = self.clients[link.client_id]
-        session = link.session
-        in_flight = link.in_flight
-        expired: list[str] = []
-        if len(in_flight) >= WINDOW:
-            return expired
-        for notification_id in client.next_unsent():
-            n = client.pending.get(notification_id)
-            if n is None or notification_id in in_flight:
-                continue  # acked, cancelled or collapsed meanwhile
-            if n.expires_at <= wall:
-                self._drop(notification_id)
-                expired.append(notification_id)
-                continue
-            notify = Notify(
-                id=n.id, token=n.token, app_id=n.app_id, payload=n.payload,
-                priority=n.priority, ttl_s=max(0, int(n.expires_at - wall)),
-                created_at=rfc3339(n.created_at), collapse_key=n.collapse_key,
-            )  # fmt: skip
-            session.send(notify, now)
-            in_flight[notification_id] = notify
-            if len(in_flight) >= WINDOW:
-                break
-        return expired
-
-    def acked(self, client_id: str, ids: tuple[str, ...]) -> list[StoredNotification]:
-        """The client acked ``ids``; returns those that were pending (the rest are repeats)."""
+    def acked(self, client_id: str, ids: tuple[str, ...]) -> bool:
+        """The client acked ``ids``: those pending are delivered, the rest are repeats.
+        Whether that made room for more on its connection (the caller flushes)."""
         client = self.clients.get(client_id)
-        if client is None:
-            return []
-        if client.link is not None:
-            for notification_id in ids:
-                client.link.in_flight.pop(notification_id, None)
-        done = [n for i in ids if (n := client.pending.get(i)) is not None]
-        for n in done:
-            self._drop(n.id)
-        return done
+        if client is None or client.delivery is None:
+            return False
+        return self._carry(client, client.delivery.ack(ids, self.clock.wall()))
 
-    def nacked(self, client_id: str, notification_id: str) -> None:
-        """The app is not there: keep it queued, offer it again on the next connection."""
+    def nacked(self, client_id: str, notification_id: str) -> bool:
+        """The app is not there: keep it pending, and offer it again when the app registers
+        again or on the next connection. Whether that made room for more (as :meth:`acked`)."""
+        client = self.clients.get(client_id)
+        if client is None or client.delivery is None:
+            return False
+        return self._carry(client, client.delivery.nack(notification_id, self.clock.wall()))
+
+    def app_registered(self, client_id: str, app_id: str) -> bool:
+        """The client registered ``app_id`` (again): what it nacked for that app goes out
+        again. Whether there is something to send (as :meth:`acked`)."""
+        client = self.clients.get(client_id)
+        if client is None or client.delivery is None:
+            return False
+        return self._carry(client, client.delivery.app_registered(app_id, self.clock.wall()))
 
     async def cancel(self, n: StoredNotification, now: float) -> bool:
-        """Cancel ``n``, queued in the store, unless it was sent already (too late)."""
-        here = self.notifications.get(n.id)
-        if here is None and (self.fleet is None or n.id in self.finished):
+        """Cancel ``n``, queued in the store (sent and not acked yet, maybe): ``True`` once
+        its ``cancelled`` is durable, ``False`` if it finished otherwise first. When the
+        store fails, :class:`StoreError`: the cancel holds all the same and its status is
+        written once the store takes it; a cancel tried again waits for that again."""
+        receipt = Receipt()
+        client = self.clients.get(n.client_id)
+        delivery = None if client is None else client.delivery
+        held_here = False
+        if client is not None and delivery is not None and delivery.stage(n.id) is not None:
+            held_here = True
+            events = delivery.cancel(n.id, now)
+            if self._carry(client, events, receipt) and client.link is not None:
+                self.deliver(client.link)
+            if not any(type(event) is Cancelled for event in events):
+                return False  # it expired first
+        elif n.id not in self._unwritten and (self.fleet is None or n.id in self.finished):
             return False
-        if here is not None:
-            link = self.clients[n.client_id].link
-            if link is not None and n.id in link.in_flight:
-                return False
-            self._drop(n.id)
-        await self.store.set_status([n.id], Status.CANCELLED, now)
-        if here is None and self.fleet is not None:
-            await self.fleet.cancelled(n)  # the node holding its client forgets it
+        else:
+            # Cancelled here before, its status not written yet; or, in a fleet, for a client
+            # held elsewhere: the store's record first, then that node.
+            self._record(StatusChange(Status.CANCELLED, (n,), now, receipt))
+        try:
+            await receipt.wait()
+        except StoreError:
+            self._unwritten.add(n.id)
+            raise
+        self._unwritten.discard(n.id)
+        if not held_here and self.fleet is not None:
+            await self.fleet.cancelled(n)  # the node holding its client cancels it there
         return True
 
-    def expire(self, ids: list[str]) -> None:
-        for notification_id in ids:
-            self._drop(notification_id)
+    def tick(self, wall: float) -> None:
+        """Time passed: expire what is due for the clients held here (their deliveries'
+        deadlines), and send what that made room for."""
+        for client in list(self.clients.values()):
+            delivery = client.delivery
+            if delivery is None:
+                continue
+            deadline = delivery.deadline()
+            if deadline is None or deadline > wall:
+                continue
+            if self._carry(client, delivery.tick(wall)) and client.link is not None:
+                self.deliver(client.link)
+
+    # --- carrying out what the deliveries say --------------------------------------------
+
+    def _delivery(self, client: Client, wall: float) -> Delivery[StoredNotification]:
+        """The client's delivery, made with its first notification; a connection already
+        welcomed carries it from the start."""
+        delivery = client.delivery
+        if delivery is None:
+            delivery = client.delivery = Delivery()  # its window: aoi.core.delivery.WINDOW
+            link = client.link
+            if link is not None and link.session.state is _ESTABLISHED:
+                delivery.connected(link, wall)  # nothing pending yet: nothing to do
+        return delivery
+
+    def _carry(
+        self,
+        client: Client,
+        events: list[Event[StoredNotification]],
+        receipt: Receipt | None = None,
+    ) -> bool:
+        """Do what ``client``'s delivery said: each ``notify`` goes to its connection's
+        session (the writer, or :attr:`deliver`, puts it on the wire), each final status to
+        :attr:`record`. Whether anything was sent. A ``notify`` for a session that is
+        closing is dropped: the delivery sends it again on the next connection."""
+        sent = False
+        for event in events:
+            kind = type(event)
+            if kind is Notify:
+                # The delivery sends only on the connection it was given: the client's link.
+                session = client.link.session  # type: ignore[union-attr]
+                if session.state is _ESTABLISHED:
+                    session.send(event, self.clock.now())  # type: ignore[arg-type]
+                    sent = True
+            else:
+                self._record(
+                    StatusChange(
+                        _STATUS[kind], event.notifications, event.at,  # type: ignore[union-attr]
+                        receipt if kind is Cancelled else None,
+                    )
+                )  # fmt: skip
+        return sent
+
+    def _record(self, change: StatusChange) -> None:
+        if self.fleet is not None:
+            finished = self.finished
+            for n in change.notifications:
+                finished[n.id] = None
+            while len(finished) > FINISHED_KEPT:
+                finished.popitem(last=False)
+        self.record(change)

@@ -1,16 +1,15 @@
 """One connection of a client (:class:`Link`) and a client's state on this server
-(:class:`Client`), which outlives its connections."""
+(:class:`Client`), which outlives its connections: its session, its tokens, and the
+delivery of its notifications (:class:`aoi.core.delivery.Delivery`)."""
 
 from __future__ import annotations
 
-from collections import deque
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import trio
 
-from aoi.core.messages import Notify
+from aoi.core.delivery import Delivery
 from aoi.core.server_session import ServerSession
 
 from .store import StoredNotification
@@ -18,18 +17,13 @@ from .store import StoredNotification
 if TYPE_CHECKING:
     from aoi.net.websocket import WebSocket
 
-    from .hub import Hub
-
-PRIORITIES = ("high", "normal", "low")
-
 _WOKEN: Any = object()  # Link._writer of a writer that flush() woke and that has not run yet
 
 
 @dataclass(slots=True, eq=False)
 class Link:
-    """One connection: the session core, a way to wake its writer, what it has in flight
-    (sent, neither acked nor nacked) and what its client nacked (the app was not there;
-    offered again when that app registers again).
+    """One connection: the session core and a way to wake its writer. What it has in flight
+    is the client's :class:`~aoi.core.delivery.Delivery`'s to know.
 
     The writer waits in :meth:`wait_flush`; :meth:`flush` wakes it, or, when it is busy
     writing, makes its next wait return at once. Calls in a row wake it once. (Cheaper than a
@@ -37,10 +31,7 @@ class Link:
 
     session: ServerSession
     client_id: str
-    parked: set[str] | None = None
     claim: str | None = None  # in a fleet: this session's claim on the client
-    # The in-flight window; aoi.core.delivery holds it once the hub delivers through it.
-    in_flight: dict[str, Notify] = field(default_factory=dict, repr=False)
     ws: WebSocket | None = field(default=None, repr=False)
     _writer: trio.lowlevel.Task | None = field(default=None, repr=False)
     _flushed: bool = field(default=False, repr=False)
@@ -79,53 +70,18 @@ class Link:
         self._writer = None
         return trio.lowlevel.Abort.SUCCEEDED
 
-    def park(self, notification_id: str) -> None:
-        if self.in_flight.pop(notification_id, None) is not None:
-            if self.parked is None:
-                self.parked = set()
-            self.parked.add(notification_id)
-
-    def unpark(self, app_id: str, hub: Hub) -> None:
-        if not self.parked:
-            return
-        client = hub.clients[self.client_id]
-        for notification_id in list(self.parked):
-            n = client.pending.get(notification_id)
-            if n is None:
-                self.parked.discard(notification_id)
-            elif n.app_id == app_id:
-                self.parked.discard(notification_id)
-                client.queue(n.id, n.priority)
-
 
 @dataclass(slots=True, eq=False)
 class Client:
-    """A client's state on this server; it outlives its connections."""
+    """A client's state on this server; it outlives its connections.
+
+    ``delivery`` holds its pending notifications and says what goes out on ``link``. It is
+    made with the first of them and dropped when the client goes offline with none pending:
+    an idle client that had none holds none."""
 
     client_id: str
     session_id: str | None = None
     tokens: dict[str, str] = field(default_factory=dict)  # app_id -> token
-    pending: dict[str, StoredNotification] = field(default_factory=dict)  # not acked yet
-    unsent: tuple[deque[str], deque[str], deque[str]] | None = None  # ids by priority
+    delivery: Delivery[StoredNotification] | None = None
     link: Link | None = None
     attaching: int = 0  # connections between authentication and attach's return
-
-    def queue(self, notification_id: str, priority: str) -> None:
-        if self.unsent is None:
-            self.unsent = (deque(), deque(), deque())
-        self.unsent[PRIORITIES.index(priority)].append(notification_id)
-
-    def next_unsent(self) -> Iterator[str]:
-        if self.unsent is None:
-            return
-        for lane in self.unsent:
-            while lane:
-                yield lane.popleft()
-
-    def requeue_all(self) -> None:
-        """A new connection: everything not acked goes out again (at least once)."""
-        self.unsent = None
-        for n in sorted(
-            self.pending.values(), key=lambda n: (PRIORITIES.index(n.priority), n.created_at)
-        ):
-            self.queue(n.id, n.priority)

@@ -246,10 +246,14 @@ class PushApi:
         n = await self._own(request, notification_id)
         if n.status == Status.CANCELLED:  # cancelling twice changes nothing
             return Response.json(200, delivery_report(n))
+        # Queued, sent or not: cancelled (docs/protocol.md 3.5), and answered once durable.
         if n.status == Status.QUEUED and await self.hub.cancel(n, time.time()):
             n = await self.hub.store.get_notification(notification_id) or n
             return Response.json(200, delivery_report(n))
-        raise ApiError.not_cancellable(f"{n.status} or on its way")
+        # Still queued in the store: acked or expired here, its status on its way there.
+        raise ApiError.not_cancellable(
+            "delivered or expired" if n.status == Status.QUEUED else n.status
+        )
 
     # --- the rest ------------------------------------------------------------------------
 

@@ -170,28 +170,25 @@ def never_expires() -> None:
 
     AOI-DEL-004 requires that expired notifications are never delivered and report
     ``expired``. Both places where the reference expires notifications are disabled: the
-    sweep of the store (``SqliteStore.expire``) and the check of ``Hub.pump`` before
-    sending, which here sees an expired notification as one with a second left.
+    sweep of the store (``SqliteStore.expire``, which a node of a fleet runs) and the TTL
+    of the delivery core, which ``Hub.add_pending`` here hands every notification without
+    an expiry.
     """
+    import math
+
     from aoi.server.hub import Hub
-    from aoi.server.link import Link
-    from aoi.server.store import SqliteStore
+    from aoi.server.store import SqliteStore, StoredNotification
 
     async def expire(self: SqliteStore, now: float) -> list[str]:
         return []
 
-    original_pump = Hub.pump
+    original_add_pending = Hub.add_pending
 
-    def pump(self: Hub, link: Link, now: float, wall: float) -> list[str]:
-        client = self.clients[link.client_id]
-        for n in list(client.pending.values()):
-            if n.expires_at <= wall:
-                kept = dataclasses.replace(n, expires_at=wall + 1)
-                client.pending[n.id] = self.notifications[n.id] = kept
-        return original_pump(self, link, now, wall)
+    def add_pending(self: Hub, n: StoredNotification, wall: float) -> bool:
+        return original_add_pending(self, dataclasses.replace(n, expires_at=math.inf), wall)
 
     SqliteStore.expire = expire  # type: ignore[method-assign]
-    Hub.pump = pump  # type: ignore[method-assign]
+    Hub.add_pending = add_pending  # type: ignore[method-assign]
 
 
 @fault
@@ -228,26 +225,37 @@ def ignores_acks() -> None:
     (fire and forget); acks change nothing, so no report ever says ``delivered``.
 
     AOI-DEL-003 requires delivery at least once on the wire: an unacked notification is
-    sent again on the next connection. Here what was sent is forgotten at once (the sent
-    ids are dropped as if acked, right after ``Hub.pump`` hands them to the session), and
-    the client's real acks are ignored (``Hub.acked`` finds nothing).
+    sent again on the next connection. Here what was sent is forgotten at once (the hub
+    acks it to the delivery core itself as it hands the notify to the session, and
+    records nothing), and the client's real acks are ignored (``Hub.acked`` does nothing).
     """
-    from aoi.server.hub import Hub
-    from aoi.server.link import Link
+    import time
 
-    original_pump, original_acked = Hub.pump, Hub.acked
+    from aoi.core.delivery import Delivered, Event
+    from aoi.core.messages import Notify
+    from aoi.server.hub import Hub, Receipt
+    from aoi.server.link import Client
+    from aoi.server.store import StoredNotification
 
-    def pump(self: Hub, link: Link, now: float, wall: float) -> list[str]:
-        before = set(link.in_flight)
-        expired = original_pump(self, link, now, wall)
-        sent = tuple(i for i in link.in_flight if i not in before)
-        original_acked(self, link.client_id, sent)  # forgotten, and never reported
-        return expired
+    original_carry = Hub._carry
 
-    def acked(self: Hub, client_id: str, ids: tuple[str, ...]) -> list[Any]:
-        return []
+    def carry(
+        self: Hub,
+        client: Client,
+        events: list[Event[StoredNotification]],
+        receipt: Receipt | None = None,
+    ) -> bool:
+        sent = original_carry(self, client, events, receipt)
+        ids = [event.id for event in events if type(event) is Notify]
+        if ids and client.delivery is not None:
+            more = client.delivery.ack(ids, time.time())  # forgotten, and never reported
+            sent = carry(self, client, [e for e in more if type(e) is not Delivered]) or sent
+        return sent
 
-    Hub.pump = pump  # type: ignore[method-assign]
+    def acked(self: Hub, client_id: str, ids: tuple[str, ...]) -> bool:
+        return False
+
+    Hub._carry = carry  # type: ignore[method-assign]
     Hub.acked = acked  # type: ignore[method-assign]
 
 
