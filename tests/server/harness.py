@@ -16,6 +16,7 @@ import trio
 from aoi.net.client import connect
 from aoi.net.websocket import ConnectionClosed, WebSocket
 from aoi.server.app import Listening, Server
+from aoi.server.clock import Clock
 from aoi.server.config import ServerConfig, parse_config
 from aoi.server.store import Store
 
@@ -138,9 +139,12 @@ class Env:
 
 @asynccontextmanager
 async def running(
-    cfg: ServerConfig, ssl_context: ssl.SSLContext | None = None, store: Store | None = None
+    cfg: ServerConfig,
+    ssl_context: ssl.SSLContext | None = None,
+    store: Store | None = None,
+    clock: Clock | None = None,
 ) -> AsyncIterator[Env]:
-    server = Server(cfg, store)
+    server = Server(cfg, store, clock)
     async with (
         trio.open_nursery() as nursery,
         httpx.AsyncClient(verify=ssl_context or True) as http,

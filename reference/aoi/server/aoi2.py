@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import math
-import time
 from dataclasses import dataclass
 
 import trio
@@ -80,7 +79,7 @@ class Aoi2Endpoint:
 
     async def __call__(self, ws: WebSocket, request: Request) -> None:
         del request  # unused (the remote is the WebSocket's): not held for the session's life
-        now = trio.current_time()
+        now = self.hub.clock.now()
         session = ServerSession(
             self.codec, now, handshake_timeout_s=self.settings.handshake_timeout_s
         )
@@ -94,7 +93,7 @@ class Aoi2Endpoint:
                 if ws.closed is not None:
                     nursery.cancel_scope.cancel()  # the peer is gone: nothing left to write
                 else:  # the last frames and the close, unless the peer stopped reading
-                    nursery.cancel_scope.deadline = trio.current_time() + CLOSE_GRACE_S
+                    nursery.cancel_scope.deadline = self.hub.clock.now() + CLOSE_GRACE_S
         finally:
             self.hub.detach(link)
             if session.state is not State.CLOSED:
@@ -122,14 +121,14 @@ class Aoi2Endpoint:
             # tick() finds nothing due and the next scope takes the exact deadline. Anything
             # but an ack leaves the scope, so a deadline never cuts a handler short.
             with trio.move_on_at(math.inf if deadline is None else deadline) as scope:
-                refreshed = trio.current_time()
+                refreshed = self.hub.clock.now()
                 while session.closed is None:
                     try:
                         frame = await ws.receive()
                     except ConnectionClosed as closed:
                         session.connection_lost(f"peer closed {closed.code}")
                         return
-                    now = trio.current_time()
+                    now = self.hub.clock.now()
                     events = session.receive(frame, now)
                     del frame  # an idle session holds no last message (nor, below, event)
                     if not all(type(event) is Ack for event in events):
@@ -143,7 +142,7 @@ class Aoi2Endpoint:
                         scope.deadline = math.inf if deadline is None else deadline
                         refreshed = now
             if scope.cancelled_caught:
-                events = session.tick(trio.current_time())
+                events = session.tick(self.hub.clock.now())
             while events:
                 await self._on_event(link, ws, events.pop(0))
             self._flush_if_needed(link)
@@ -193,18 +192,18 @@ class Aoi2Endpoint:
         if isinstance(event, Ack):
             self._acked(link, event)
             return
-        now = trio.current_time()
+        now = self.hub.clock.now()
         if isinstance(event, Hello):
             await self._authenticate(link, ws.remote, event, now)
         elif isinstance(event, Register):
             try:
-                token = await self.hub.register(link.client_id, event.app_id, time.time())
+                token = await self.hub.register(link.client_id, event.app_id, self.hub.clock.wall())
             except StoreError:
                 self._failed(link, event.req, "the registration could not be stored")
                 return
             if session.closed is not None:  # taken over or shed meanwhile: nothing to answer
                 return  # (stored all the same: the client gets the same token next time)
-            now = trio.current_time()
+            now = self.hub.clock.now()
             if token is None:
                 session.send(
                     Error(
@@ -224,13 +223,13 @@ class Aoi2Endpoint:
                 self.hub.app_registered(link.client_id, event.app_id)  # what it nacked
         elif isinstance(event, Unregister):
             try:
-                done = await self.hub.unregister(link.client_id, event.token, time.time())
+                done = await self.hub.unregister(link.client_id, event.token, self.hub.clock.wall())
             except StoreError:
                 self._failed(link, event.req, "the unregistration could not be stored")
                 return
             if session.closed is not None:
                 return
-            now = trio.current_time()
+            now = self.hub.clock.now()
             if done:
                 session.send(Unregistered(req=event.req, token=event.token), now)
             else:
@@ -277,7 +276,7 @@ class Aoi2Endpoint:
         if refusal is not None:
             draining = refusal.reason == RejectReason.OVERLOADED and self.load.draining
             self.metrics.rejected(DRAINING if draining else refusal.reason)
-            session.send(refusal, trio.current_time())
+            session.send(refusal, self.hub.clock.now())
             log.info(
                 "session_rejected",
                 extra={
@@ -298,7 +297,7 @@ class Aoi2Endpoint:
                 limits=Limits(max_payload=MAX_PAYLOAD, max_apps=self.settings.max_apps),
                 resumed=resumed,
             ),
-            trio.current_time(),
+            self.hub.clock.now(),
         )
         self.hub.welcomed(link)  # what is pending for the client follows the welcome
         self.metrics.accepted()
@@ -313,7 +312,7 @@ class Aoi2Endpoint:
         session = link.session
         if session.closed is None:
             error = Error(code=ErrorCode.INTERNAL_ERROR, req=req, fatal=True, detail=detail)
-            session.send(error, trio.current_time())
+            session.send(error, self.hub.clock.now())
             session.close(CloseCode.INTERNAL_ERROR, detail)
 
     @staticmethod

@@ -8,7 +8,6 @@ import logging
 import math
 import random
 import ssl
-import time
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -21,6 +20,7 @@ from aoi.core.policy import load_policy
 from aoi.net.http import HttpServer, WebSocketRoute
 
 from .aoi2 import Aoi2Endpoint, SessionSettings
+from .clock import Clock
 from .config import ServerConfig
 from .credentials import ClientCredentials, FailedHelloLimiter, ServerAppKeys
 from .fleet import Fleet
@@ -50,11 +50,17 @@ class Listening:
 class Server:
     """One AOI Server. ``run`` serves until cancelled; ``drain`` and ``shutdown`` steer it."""
 
-    def __init__(self, config: ServerConfig, store: Store | None = None) -> None:
+    def __init__(
+        self, config: ServerConfig, store: Store | None = None, clock: Clock | None = None
+    ) -> None:
+        """``clock``: where every part reads the time (a test passes one that follows
+        ``trio.testing.MockClock``)."""
         self.config = config
         s = config.server
+        self.clock = clock or Clock()
         self.store = store or (RedisStore(s.store) if s.store else SqliteStore(s.db))
         self.hub = Hub(self.store, server_id=s.id, endpoint_base="", max_apps=s.max_apps)
+        self.hub.clock = self.clock
         self.fleet = None
         if isinstance(self.store, RedisStore):  # a shared store: this server is a fleet's node
             self.fleet = self.hub.fleet = Fleet(self.hub, self.store, s.id)
@@ -65,7 +71,7 @@ class Server:
             keepalive_s = min(keepalive_s, policy.keepalive_s)
         self.control = OverloadControl(config.overload, random.Random())
         self.load = LoadMonitor(self.control, self.hub, self.store)
-        self.metrics = Metrics(time.time)
+        self.metrics = Metrics(self.clock.wall)
         self.status_send, self.status_receive = trio.open_memory_channel[StatusChange](math.inf)
         self.aoi2 = Aoi2Endpoint(
             self.hub,
@@ -138,7 +144,7 @@ class Server:
     async def shutdown(self, grace_s: float = 2.0) -> None:
         """Refuse newcomers, tell every session goodbye (1001), give them ``grace_s``."""
         self.load.draining = True  # part of shutting down, not logged as a drain of its own
-        now = trio.current_time()
+        now = self.clock.now()
         for link in list(self.hub.links()):
             if link.session.closed is None:
                 link.session.send(Bye(reason="server shutting down"), now)
@@ -185,7 +191,7 @@ class Server:
                 changes, pause = [], STATUS_COLLECT_S
         finally:
             with (
-                trio.CancelScope(shield=True, deadline=trio.current_time() + 1.0),
+                trio.CancelScope(shield=True, deadline=self.clock.now() + 1.0),
                 contextlib.suppress(StoreError),
             ):
                 await self._write_statuses(self._drain_statuses(changes))
@@ -217,7 +223,7 @@ class Server:
         last_purge = 0.0
         while True:
             await trio.sleep(SWEEP_S)
-            now = time.time()
+            now = self.clock.wall()
             self.hub.tick(now)
             try:
                 if self.store.failure is not None:
@@ -240,7 +246,7 @@ class Server:
         alternates = self.config.overload.alternates or None
         while True:
             await trio.sleep(SHED_TICK_S)
-            now = trio.current_time()
+            now = self.clock.now()
             count = self.control.to_shed(now, self.load.load())
             if not count:
                 continue

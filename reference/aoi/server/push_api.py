@@ -8,13 +8,11 @@ import contextlib
 import json
 import re
 import secrets
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aoi_schemas
 import jsonschema_rs
-import trio
 
 from aoi import __version__
 from aoi.core.codec import MAX_PAYLOAD, payload_size
@@ -176,7 +174,7 @@ class PushApi:
         if self.load.refuses_pushes():
             raise ApiError.overloaded(self.load.retry_after())
         app = self._server_app(request)
-        wait = self.keys.take(app.name, trio.current_time())
+        wait = self.keys.take(app.name, self.hub.clock.now())
         if wait is not None:
             raise ApiError.rate_limited(f"over {app.rate_per_s}/s", wait)
         try:
@@ -218,7 +216,7 @@ class PushApi:
             raise ApiError.unknown_token()
         if registration.app_id not in app.app_ids:
             raise ApiError.forbidden("this token belongs to another app")
-        now = time.time()
+        now = self.hub.clock.wall()
         ttl = int(body["ttl_s"])
         collapse_key = body.get("collapse_key")
         notification = StoredNotification(
@@ -247,7 +245,7 @@ class PushApi:
         if n.status == Status.CANCELLED:  # cancelling twice changes nothing
             return Response.json(200, delivery_report(n))
         # Queued, sent or not: cancelled (docs/protocol.md 3.5), and answered once durable.
-        if n.status == Status.QUEUED and await self.hub.cancel(n, time.time()):
+        if n.status == Status.QUEUED and await self.hub.cancel(n, self.hub.clock.wall()):
             n = await self.hub.store.get_notification(notification_id) or n
             return Response.json(200, delivery_report(n))
         # Still queued in the store: acked or expired here, its status on its way there.

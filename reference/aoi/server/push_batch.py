@@ -16,8 +16,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import trio
-
 from aoi.core.errors import ApiError, ApiErrorCode
 from aoi.net.http import Request, Response
 
@@ -60,7 +58,7 @@ class PushBatch:
         results: list[dict[str, Any]] = []
         accepted: list[tuple[StoredNotification, list[str]]] = []
         latest: dict[tuple[str, str], str] = {}  # (token, collapse_key) -> id in this batch
-        now = trio.current_time()
+        now = api.hub.clock.now()
         for item in items:
             try:
                 wait = api.keys.take(app.name, now)
