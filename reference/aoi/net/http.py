@@ -19,9 +19,7 @@ from typing import Any
 import trio
 
 from . import fastio, http1, sockets, upgrade
-from .http_messages import Headers
-from .http_messages import Request as Request  # a handler's types, named beside the listener
-from .http_messages import Response as Response
+from .http_messages import Headers, Request, Response
 from .throttled import Throttled
 from .turns import Ticket, Turns
 from .websocket import RECEIVE_SIZE, ConnectionClosed, WebSocket

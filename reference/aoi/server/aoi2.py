@@ -33,7 +33,7 @@ from aoi.core.overload import DRAINING, Refusal
 from aoi.core.server_session import MAX_HELLO_FRAME, ServerSession
 from aoi.core.session import Closed, Event, State
 from aoi.net.frames import CHECK_OUTGOING
-from aoi.net.http import Request
+from aoi.net.http_messages import Request
 from aoi.net.websocket import ConnectionClosed, WebSocket
 
 from .credentials import ClientCredentials, FailedHelloLimiter

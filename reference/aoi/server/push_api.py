@@ -18,7 +18,8 @@ from aoi import __version__
 from aoi.core.codec import MAX_PAYLOAD, payload_size
 from aoi.core.errors import ApiError, retry_after
 from aoi.core.rfc3339 import rfc3339
-from aoi.net.http import HttpServer, Request, Response
+from aoi.net.http import HttpServer
+from aoi.net.http_messages import Request, Response
 
 from .credentials import ClientCredentials, ServerApp, ServerAppKeys
 from .hub import Hub

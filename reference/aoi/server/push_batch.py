@@ -17,7 +17,7 @@ import json
 from typing import Any
 
 from aoi.core.errors import ApiError, ApiErrorCode
-from aoi.net.http import Request, Response
+from aoi.net.http_messages import Request, Response
 
 from .push_api import PushApi, json_body, refused
 from .store import StoredNotification, StoreError
