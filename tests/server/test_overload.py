@@ -5,8 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import trio
+import trio.testing
+
+from aoi.server.clock import Clock
 
 from .harness import config, running
+
+EPOCH = 1_800_000_000.0
 
 
 def test_full_server_refuses_valid_client_and_keeps_serving_the_others(tmp_path: Path) -> None:
@@ -79,7 +84,7 @@ def test_shedding_in_drain_mode_redirects_established_sessions_at_a_bounded_rate
         cfg = config(
             tmp_path, overload={"shed": True, "shed_rate_per_s": 2, "alternates": ["ws://b/aoi"]}
         )
-        async with running(cfg) as env:
+        async with running(cfg, clock=Clock.following_trio(EPOCH)) as env:
             peers = [(await env.hello(n))[0] for n in range(1, 7)]
             env.server.set_draining(True)
             start = trio.current_time()
@@ -91,7 +96,8 @@ def test_shedding_in_drain_mode_redirects_established_sessions_at_a_bounded_rate
             # 6 sessions at 2 per second with a burst of 2: at least two seconds.
             assert trio.current_time() - start >= 1.9
 
-    trio.run(main)
+    # In virtual time: the clock jumps whenever every task has waited 50 ms of real time.
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0.05))
 
 
 def test_hellos_arriving_together_never_exceed_max_sessions(tmp_path: Path) -> None:

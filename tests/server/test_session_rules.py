@@ -7,12 +7,16 @@ from pathlib import Path
 
 import pytest
 import trio
+import trio.testing
 import trustme
 from bench.hostile.session import Closed, Session
 
 from aoi.net.client import HandshakeError, connect
+from aoi.server.clock import Clock
 
 from .harness import Peer, config, running
+
+EPOCH = 1_800_000_000.0
 
 
 def test_tls_end_to_end_and_certificate_verification(tmp_path: Path) -> None:
@@ -42,15 +46,21 @@ def test_tls_end_to_end_and_certificate_verification(tmp_path: Path) -> None:
 
 
 def test_connection_without_hello_is_closed_after_the_handshake_timeout(tmp_path: Path) -> None:
+    """The default timeout (10 s), in virtual time: no real wait."""
+    mock = trio.testing.MockClock(rate=1.0)
+
     async def main() -> None:
-        async with running(config(tmp_path, server={"handshake_timeout_s": 0.3})) as env:
+        async with running(config(tmp_path), clock=Clock.following_trio(EPOCH)) as env:
             silent = Peer(await connect(env.here.aoi2, "aoi.v1"))
             env.peers.append(silent)
-            with trio.fail_after(3):
-                closed = await silent.closed()
-            assert closed.code == 4408
+            mock.jump(9.5)
+            with trio.move_on_after(0.2):
+                await silent.closed()
+                raise AssertionError("closed before the handshake timeout")
+            mock.jump(1.0)
+            assert (await silent.closed()).code == 4408
 
-    trio.run(main)
+    trio.run(main, clock=mock)
 
 
 BAD_FRAMES = [
